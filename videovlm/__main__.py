@@ -1,0 +1,5 @@
+import sys
+
+from videovlm.cli import main
+
+sys.exit(main())

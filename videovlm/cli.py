@@ -1,0 +1,69 @@
+"""The ``videovlm`` command line.
+
+Each subcommand lives in the module that does the work; that module exposes
+``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported only when their
+subcommand runs, so ``videovlm --help`` stays fast and a missing optional dependency of one
+command never breaks another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> (module, one-line help). Explicit on purpose: grep finds every command.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "extract": ("videovlm.video.extract", "sample frames from videos into jpg/png folders or webdataset shards"),
+    "data": ("videovlm.data.cli", "generate and inspect data sets (e.g. the synthetic default)"),
+    "train": ("videovlm.train.cli", "train a recipe: videovlm train RECIPE.yaml [key=value ...]"),
+    "qa": ("videovlm.qa.cli", "answer questions about videos with a trained model"),
+    "eval": ("videovlm.eval.cli", "evaluate a trained model (qa, caption, retrieval, pope)"),
+    "cache-features": ("videovlm.train.feature_cache_cli", "precompute frozen vision features for a recipe"),
+    "quickstart": ("videovlm.quickstart", "synthetic data -> tiny backbones -> Video-LLaMA -> QA answer and accuracy"),
+}
+
+
+def _load(name: str):
+    module_name, _ = SUBCOMMANDS[name]
+    return importlib.import_module(module_name)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="videovlm",
+        description="Extend an image vision-language model into video.",
+    )
+    from videovlm import __version__
+
+    parser.add_argument("--version", action="version", version=f"videovlm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # Only the chosen subcommand's module is imported; the others get a bare parser so
+    # that `videovlm --help` lists them all.
+    chosen = next((a for a in (argv or []) if a in SUBCOMMANDS), None)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as e:
+                if e.name and e.name.startswith("videovlm"):
+                    parser.exit(2, f"videovlm {name}: this command is not available in this build ({e.name})\n")
+                raise
+            module.add_arguments(p)
+            p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    return int(args._run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
