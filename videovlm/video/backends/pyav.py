@@ -1,0 +1,118 @@
+"""PyAV backend: seek once per GOP touched, decode forward, match frames to the index by pts."""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import av
+import numpy as np
+import torch
+
+from videovlm.video.backends import DecodeOptions, coded_resize, rotate_to_display
+from videovlm.video.index import FrameIndex, open_container, select_stream
+from videovlm.video.types import VideoDecodeError
+
+
+class PyAVDecoder:
+    """Decodes frames of one stream with PyAV (FFmpeg bundled in the ``av`` wheel)."""
+
+    name = "pyav"
+
+    def __init__(self, index: FrameIndex, options: DecodeOptions):
+        self._index = index
+        self._path = index.metadata.path
+        self._options = options
+        self._target = coded_resize(options.resize, index.metadata.rotation)
+        self._tick_to_frame = {t: i for i, t in enumerate(index.pts_ticks)}
+        self._container = open_container(self._path)
+        self._stream = select_stream(self._container, self._path, index.metadata.stream_index)
+        self._stream.thread_type = "AUTO"  # frame + slice threads
+        self._stream.thread_count = options.num_threads
+        self._frames: Iterator[av.VideoFrame] | None = None
+        self._position = -1  # index of the last frame the decoder returned (-1: none)
+        self.frames_decoded = 0  # decoder output frames since opening (benchmark statistic)
+
+    def close(self) -> None:
+        self._frames = None
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+    def _decode_from(self, seek_ticks: int) -> Iterator[av.VideoFrame]:
+        self._container.seek(seek_ticks, stream=self._stream, backward=True, any_frame=False)
+        for packet in self._container.demux(self._stream):
+            # packet.decode() on the flush packet at the end drains the decoder.
+            yield from packet.decode()
+
+    def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        if self._target is None:
+            return frame.to_ndarray(format="rgb24")
+        height, width = self._target
+        return frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
+
+    def _frame_index(self, frame: av.VideoFrame) -> int | None:
+        ticks = frame.pts if frame.pts is not None else frame.dts
+        return self._tick_to_frame.get(ticks) if ticks is not None else None
+
+    def _collect(self, wanted: set[int], last: int, out: dict[int, np.ndarray]) -> set[int]:
+        """Pull frames from the current decode until ``wanted`` is done or ``last`` is passed.
+
+        Returns the wanted indices that did not come out of the decoder.
+        """
+        remaining = set(wanted)
+        try:
+            for frame in self._frames:
+                self.frames_decoded += 1
+                position = self._frame_index(frame)
+                if position is None:
+                    continue  # a frame the index does not know (dropped pre-roll): never returned
+                self._position = position
+                if position in remaining:
+                    out[position] = self._to_rgb(frame)
+                    remaining.discard(position)
+                    if not remaining:
+                        return remaining
+                if position > last:
+                    break
+        except av.FFmpegError as e:
+            raise VideoDecodeError(self._path, f"decoding failed near frame {self._position + 1}: {e}") from e
+        self._frames = None  # exhausted or overshot: the next request seeks
+        return remaining
+
+    def _decode_gop(self, wanted: list[int], out: dict[int, np.ndarray]) -> None:
+        """Decode ``wanted`` (sorted indices that share one seek point) into ``out``."""
+        index = self._index
+        seek = index.seek_ticks[wanted[0]]
+        same_gop = self._position >= 0 and index.seek_ticks[self._position] == seek
+        if self._frames is None or not (same_gop and self._position < wanted[0]):
+            self._frames = self._decode_from(seek)
+            self._position = -1
+        remaining = self._collect(set(wanted), wanted[-1], out)
+        if remaining:
+            # The seek landed after a wanted frame (a container whose seek index disagrees
+            # with packet timestamps): retry once from the first keyframe of the stream.
+            self._frames = self._decode_from(index.seek_ticks[0])
+            self._position = -1
+            remaining = self._collect(remaining, max(remaining), out)
+        if remaining:
+            missing = sorted(remaining)[:5]
+            raise VideoDecodeError(
+                self._path,
+                f"frames {missing} (pts {[index.metadata.pts[i] for i in missing]} s) were not produced by the decoder",
+            )
+
+    def decode(self, indices: Sequence[int]) -> torch.Tensor:
+        if self._container is None:
+            raise VideoDecodeError(self._path, "reader is closed")
+        seek_ticks = self._index.seek_ticks
+        out: dict[int, np.ndarray] = {}
+        group: list[int] = []
+        for i in indices:
+            if group and seek_ticks[i] != seek_ticks[group[-1]]:
+                self._decode_gop(group, out)
+                group = []
+            group.append(i)
+        if group:
+            self._decode_gop(group, out)
+        frames = torch.from_numpy(np.stack([out[i] for i in indices]))  # (T, H, W, 3)
+        return rotate_to_display(frames, self._index.metadata.rotation)

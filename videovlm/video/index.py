@@ -1,0 +1,213 @@
+"""Demux-only index of one video stream: exact frame count, pts of every frame, keyframes.
+
+Container headers lie (PyAV ``stream.frames`` is 0 for mkv/webm, decord counts packets,
+edit lists hide pre-roll frames), so every reader builds its metadata from one pass over
+the chosen stream's packets instead. Packets are not decoded, except the first frame: it
+proves the stream is decodable and carries the display matrix (rotation), which FFmpeg
+attaches to decoded frames.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from videovlm.video.types import VideoDecodeError, VideoMetadata
+
+
+@dataclass(frozen=True)
+class FrameIndex:
+    """Everything the decoders need to find frame ``i`` (presentation order) by pts.
+
+    Attributes:
+        metadata: the public view (seconds, display size, keyframe indices).
+        time_base: the stream time base; ``pts_ticks[i] * time_base`` is ``metadata.pts[i]``.
+        pts_ticks: pts of every frame in stream time-base ticks, strictly increasing.
+        seek_ticks: for every frame, the timestamp to pass to ``container.seek`` so that
+            decoding forward from there produces it: the pts of the last keyframe at or
+            before it in presentation order (FFmpeg's demuxers, mp4 included, seek by pts;
+            a dts would land one GOP early when B-frames delay decode times).
+        coded_width: width of the decoded picture before rotation.
+        coded_height: height of the decoded picture before rotation.
+    """
+
+    metadata: VideoMetadata
+    time_base: Fraction
+    pts_ticks: tuple[int, ...]
+    seek_ticks: tuple[int, ...]
+    coded_width: int
+    coded_height: int
+
+    def frame_at_time(self, seconds: float) -> int:
+        """Index of the frame displayed at ``seconds``: the last frame with pts <= t.
+
+        Raises ``IndexError`` before the first frame's pts and at or after the end of the
+        last frame (``start_time + duration``). A tolerance of 1 microsecond absorbs float
+        rounding of pts values the caller read from ``metadata.pts``.
+        """
+        meta = self.metadata
+        end = meta.start_time + meta.duration
+        if not (meta.pts[0] - 1e-6 <= seconds < end):
+            raise IndexError(
+                f"{meta.path}: time {seconds!r} s is outside the video "
+                f"[{meta.pts[0]:.6f}, {end:.6f}) s"
+            )
+        return max(bisect.bisect_right(meta.pts, seconds + 1e-6) - 1, 0)
+
+
+def _check_path(path: Path) -> None:
+    if not path.exists():
+        raise VideoDecodeError(str(path), "no such file")
+    if path.is_dir():
+        raise VideoDecodeError(str(path), "is a directory, not a video file")
+    if path.stat().st_size == 0:
+        raise VideoDecodeError(str(path), "file is empty (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise VideoDecodeError(str(path), "file is not readable (permission denied)")
+
+
+def open_container(path: str | Path) -> av.container.InputContainer:
+    """Open ``path`` with PyAV, turning every failure into a ``VideoDecodeError``."""
+    path = Path(path)
+    _check_path(path)
+    try:
+        return av.open(str(path), mode="r")
+    except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as e:
+        raise VideoDecodeError(str(path), f"not a readable media file ({type(e).__name__}: {e})") from e
+
+
+def select_stream(container: av.container.InputContainer, path: str, stream_index: int | None) -> av.video.VideoStream:
+    """The video stream to read: FFmpeg's "best" one, or ``container.streams[stream_index]``."""
+    if stream_index is None:
+        stream = container.streams.best("video")
+        if stream is None:
+            kinds = ", ".join(f"#{s.index} {s.type}" for s in container.streams) or "none"
+            raise VideoDecodeError(path, f"no video stream (streams: {kinds})")
+        return stream
+    if not isinstance(stream_index, int) or isinstance(stream_index, bool):
+        raise VideoDecodeError(path, f"stream_index must be an int or None, got {stream_index!r}")
+    if not 0 <= stream_index < len(container.streams):
+        raise VideoDecodeError(path, f"stream index {stream_index} does not exist ({len(container.streams)} streams)")
+    stream = container.streams[stream_index]
+    if stream.type != "video":
+        raise VideoDecodeError(path, f"stream {stream_index} is a {stream.type} stream, not video")
+    return stream
+
+
+def _first_frame(path: str, stream: av.video.VideoStream, packets: list[av.Packet]) -> av.VideoFrame:
+    """Decode just enough packets to get one frame (rotation, coded size, decodability)."""
+    codec = stream.codec_context
+    for packet in packets + [None]:
+        try:
+            frames = codec.decode(packet)
+        except av.FFmpegError as e:
+            raise VideoDecodeError(path, f"stream {stream.index} cannot be decoded: {e}") from e
+        if frames:
+            return frames[0]
+    raise VideoDecodeError(path, f"stream {stream.index} has packets but the decoder produced no frame")
+
+
+def build_index(path: str | Path, stream_index: int | None = None) -> FrameIndex:
+    """Demux the chosen video stream of ``path`` once and return its exact frame index."""
+    path_str = str(path)
+    container = open_container(path)
+    try:
+        stream = select_stream(container, path_str, stream_index)
+        codec_name = stream.codec_context.name if stream.codec_context is not None else None
+        if not codec_name:
+            raise VideoDecodeError(path_str, f"stream {stream.index} has no decoder in this FFmpeg build")
+        # (pts, keyframe, duration) per packet, in decode order.
+        entries: list[tuple[int, bool, int]] = []
+        head_packets: list[av.Packet] = []
+        last_ts: int | None = None
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0 or packet.is_discard:
+                    # size 0: the end-of-stream flush packet. Discard: pre-roll that an edit
+                    # list hides (the decoder drops it, so it is not a frame of the video).
+                    continue
+                pts = packet.pts if packet.pts is not None else packet.dts
+                if pts is None:
+                    if last_ts is None or not packet.duration:
+                        raise VideoDecodeError(path_str, f"packet {len(entries)} of stream {stream.index} has neither pts nor dts")
+                    pts = last_ts + packet.duration
+                last_ts = pts
+                entries.append((pts, bool(packet.is_keyframe), int(packet.duration or 0)))
+                if len(head_packets) < 64:
+                    head_packets.append(packet)
+        except av.FFmpegError as e:
+            raise VideoDecodeError(path_str, f"demuxing stream {stream.index} failed after {len(entries)} packets: {e}") from e
+        if not entries:
+            raise VideoDecodeError(path_str, f"stream {stream.index} has no packets")
+        first = _first_frame(path_str, stream, head_packets)
+        time_base = stream.time_base or Fraction(1, 1)
+        return _assemble(path_str, stream, entries, first, time_base, codec_name)
+    finally:
+        container.close()
+
+
+def _assemble(
+    path: str,
+    stream: av.video.VideoStream,
+    entries: list[tuple[int, bool, int]],
+    first: av.VideoFrame,
+    time_base: Fraction,
+    codec_name: str,
+) -> FrameIndex:
+    order = sorted(range(len(entries)), key=lambda i: entries[i][0])
+    pts_ticks = [entries[i][0] for i in order]
+    if len(set(pts_ticks)) != len(pts_ticks):
+        dup = next(t for a, t in zip(pts_ticks, pts_ticks[1:]) if a == t)
+        raise VideoDecodeError(path, f"stream {stream.index} has two packets with pts {dup}: frames cannot be told apart")
+    keyframes = [rank for rank, i in enumerate(order) if entries[i][1]]
+    if not keyframes:
+        raise VideoDecodeError(path, f"stream {stream.index} has no keyframe")
+    seek_ticks = []
+    for rank in range(len(order)):
+        # Frames before the first keyframe (open-GOP leading pictures) decode after it.
+        k = keyframes[max(bisect.bisect_right(keyframes, rank) - 1, 0)]
+        seek_ticks.append(pts_ticks[k])
+
+    tb = float(time_base)
+    pts_s = tuple(t * tb for t in pts_ticks)
+    steps = [b - a for a, b in zip(pts_s, pts_s[1:])]
+    last_packet_duration = entries[order[-1]][2] * tb
+    if last_packet_duration <= 0:
+        last_packet_duration = sorted(steps)[len(steps) // 2] if steps else (1.0 / float(stream.average_rate or 25))
+    durations = tuple(steps) + (last_packet_duration,)
+    span = pts_s[-1] - pts_s[0]
+    fps = (len(pts_s) - 1) / span if span > 0 else float(stream.average_rate or 0)
+
+    rotation = int(first.rotation) % 360
+    if rotation % 90:
+        raise VideoDecodeError(path, f"rotation {first.rotation} degrees is not a multiple of 90")
+    coded_w, coded_h = first.width, first.height
+    display_w, display_h = (coded_h, coded_w) if rotation in (90, 270) else (coded_w, coded_h)
+    metadata = VideoMetadata(
+        path=path,
+        stream_index=stream.index,
+        num_frames=len(pts_s),
+        fps=fps,
+        duration=sum(durations),
+        width=display_w,
+        height=display_h,
+        rotation=rotation,
+        codec=codec_name,
+        keyframes=tuple(keyframes),
+        pts=pts_s,
+        start_time=pts_s[0],
+        frame_durations=durations,
+    )
+    return FrameIndex(
+        metadata=metadata,
+        time_base=Fraction(time_base),
+        pts_ticks=tuple(pts_ticks),
+        seek_ticks=tuple(seek_ticks),
+        coded_width=coded_w,
+        coded_height=coded_h,
+    )
