@@ -1,0 +1,148 @@
+"""Counts, answer balance and ceilings of a generated data set, computed from its files.
+
+- chance ceiling: accuracy of always answering the most frequent answer of the type.
+- order-blind ceiling: the best accuracy from the unordered set of frames. A video and its
+  reversal have the same set of frames and are equally likely (the scene sampler is symmetric
+  under time reversal), so an order-blind model is right on an item with probability 1 where
+  the reversed video has the same answer, and at best 1/2 where it differs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from videovlm.data.synthetic.questions import answer_query, parse_question
+from videovlm.data.synthetic.scene import reverse_annotation
+from videovlm.data.synthetic.vocabulary import ANSWER_VOCABULARY, QUESTION_TYPES, TEMPORAL_QUESTION_TYPES
+
+
+def compute_stats(output_dir: str | Path, *, params: dict) -> dict:
+    from videovlm.data.formats import read_annotations_jsonl, read_image_captions_json, read_instructions_json, read_qa_json, read_webvid_csv
+
+    output_dir = Path(output_dir)
+    splits = {}
+    for split in ("train", "val", "test"):
+        split_dir = output_dir / split
+        annotations = {a.video_id: a for a in read_annotations_jsonl(split_dir / "annotations.jsonl", check_files=False)}
+        reversed_annotations = {k: reverse_annotation(a) for k, a in annotations.items()}
+        qa = read_qa_json(split_dir / "qa.json", check_files=False)
+        per_type: dict[str, dict] = {}
+        for kind in QUESTION_TYPES:
+            items = [q for q in qa if q.type == kind]
+            answers = Counter(q.answer for q in items)
+            same_when_reversed = sum(answer_query(reversed_annotations[q.video_id], parse_question(q.question)) == q.answer for q in items)
+            per_type[kind] = {
+                "count": len(items),
+                "answers": dict(sorted(answers.items())),
+                "chance_ceiling": round(max(answers.values()) / len(items), 4) if items else None,
+                "order_blind_ceiling": round((same_when_reversed + 0.5 * (len(items) - same_when_reversed)) / len(items), 4) if items else None,
+            }
+        splits[split] = {
+            "videos": len(annotations),
+            "captions": len(read_webvid_csv(split_dir / "captions.csv", check_files=False)),
+            "qa": len(qa),
+            "instructions": len(read_instructions_json(split_dir / "instructions.json", check_files=False)),
+            "image_captions": len(read_image_captions_json(split_dir / "image_captions.json", check_files=False)),
+            "objects_per_video": dict(sorted(Counter(len(a.objects) for a in annotations.values()).items())),
+            "question_types": per_type,
+        }
+    return {"params": params, "answer_vocabulary": list(ANSWER_VOCABULARY), "splits": splits}
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def render_card(stats: dict, *, seconds: float | None = None, workers: int | None = None) -> str:
+    """The dataset card (markdown) of a generated data set, from ``stats.json``."""
+    p = stats["params"]
+    lines = [
+        "# Synthetic temporal video-language data set",
+        "",
+        "Small synthetic videos whose temporal questions cannot be answered from an unordered bag of",
+        "frames: a model only beats the order-blind ceiling below if its video encoder uses frame order.",
+        "Everything in this card was written by `videovlm data synth` from the generated files.",
+        "",
+        "## Regenerate",
+        "",
+        "```",
+        f"videovlm data synth OUTPUT --train {p['train']} --val {p['val']} --test {p['test']} --seed {p['seed']} --size {p['size']} --frames {p['frames']} --fps {p['fps']:g}",
+        "```",
+        "",
+        "The same arguments give byte-identical text files and identical decoded frames (single-threaded",
+        "x264); each video depends only on (seed, split, index), so the number of `--workers` does not",
+        "matter and the splits never share a random stream.",
+    ]
+    if seconds is not None:
+        lines += ["", f"Generation time of this set: {seconds:.1f} s with {workers} worker process(es)."]
+    lines += [
+        "",
+        "## Videos",
+        "",
+        f"{p['size']}x{p['size']} px, {p['frames']} frames at {p['fps']:g} fps, h264 mp4. A light textured background and 1-3",
+        "objects; shape in {circle, square, triangle, star}, colour in {red, green, blue, yellow, purple,",
+        "orange}. **Within a video every object has a different shape and every colour (including a colour",
+        "after a change) belongs to one object**, so \"the square\" or \"the red object\" is unambiguous.",
+        "Each object moves left, right, up or down (travelling 39-50% of the frame side while visible) or",
+        "stays still, and may appear late, disappear early or change colour once; these events happen away",
+        "from the first and last 2 frames so that an 8-frame uniform sample sees them. Objects never overlap.",
+        "",
+        "## Files per split (`OUTPUT/<split>/`)",
+        "",
+        "| file | format | content |",
+        "|---|---|---|",
+        "| `videos/<video_id>.mp4` | h264 | the videos |",
+        "| `images/<image_id>.jpg` | JPEG | one frame per video, for image-text stages |",
+        "| `captions.csv` | WebVid (`videoid,name,page_dir,duration` + `video`) | one caption per video |",
+        "| `qa.json` | MSRVTT-QA / MSVD-QA (`video_id, video, question, answer, type`) | QA items |",
+        "| `instructions.json` | LLaVA / VideoChat (`id, video, conversations`) | 1-3 turn conversations |",
+        "| `image_captions.json` | LLaVA-CC595K (`id, image, caption`) | frame captions |",
+        "| `annotations.jsonl` | one JSON object per video | ground truth: objects, events, centre per frame (null while absent) |",
+        "",
+        "Read them with `videovlm.data.formats` (`read_webvid_csv`, `read_qa_json`, `read_instructions_json`,",
+        "`read_image_captions_json`, `read_annotations_jsonl`).",
+        "",
+        "## Question types",
+        "",
+        "| type | temporal | example | answers |",
+        "|---|---|---|---|",
+        "| color | no | what colour is the circle? (objects that never change colour) | colour |",
+        "| shape | no | what shape is the red object? | shape |",
+        "| count | no | how many objects are in the video? | one, two, three |",
+        "| exists | no | is there a green star in the video? (half absent, POPE-style; half of those reuse a present shape) | yes, no |",
+        "| direction | yes | which way does the square move? (moving objects only) | left, right, up, down |",
+        "| order | yes | which object is seen first / last, the circle or the star? | shape |",
+        "| change | yes | what colour does the star turn into? / what colour was the star before it changed? | colour |",
+        "",
+        "For every temporal item the same frames played backwards have a different answer (left <-> right,",
+        "up <-> down, seen first <-> seen last, colour before <-> after); `reverse_annotation` computes that",
+        "reversed ground truth and the tests check the property on every temporal item.",
+        "",
+        "Answer vocabulary: " + ", ".join(f"`{a}`" for a in stats["answer_vocabulary"]) + ".",
+        "",
+        "## Counts and ceilings",
+        "",
+    ]
+    for split, s in stats["splits"].items():
+        lines += [
+            f"### {split}: {s['videos']} videos, {s['qa']} QA items, {s['captions']} captions, {s['instructions']} conversations, {s['image_captions']} image captions",
+            "",
+            "Objects per video: " + ", ".join(f"{k}: {v}" for k, v in s["objects_per_video"].items()) + ".",
+            "",
+            "| type | items | chance ceiling (majority answer) | order-blind ceiling | answer counts |",
+            "|---|---|---|---|---|",
+        ]
+        for kind, t in s["question_types"].items():
+            mark = " (temporal)" if kind in TEMPORAL_QUESTION_TYPES else ""
+            answers = ", ".join(f"{a} {n}" for a, n in t["answers"].items())
+            lines.append(f"| {kind}{mark} | {t['count']} | {_pct(t['chance_ceiling'])} | {_pct(t['order_blind_ceiling'])} | {answers} |")
+        lines.append("")
+    lines += [
+        "Chance ceiling: accuracy of always giving the most frequent answer of the type. Order-blind",
+        "ceiling: best accuracy from the unordered set of frames; a video and its reversal have the same",
+        "frames and are equally likely under the generator, so items whose reversed answer differs are",
+        "worth at most 1/2 to an order-blind model and the others 1.",
+        "",
+    ]
+    return "\n".join(lines)
