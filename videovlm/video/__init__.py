@@ -16,3 +16,12 @@ __all__ = [
 ]
 
 # --- samplers (videovlm.video.samplers): exports added below by the samplers' owner ---
+from videovlm.video.samplers import (  # noqa: E402  (after the reader's block on purpose)
+    FrameSample,
+    Sampler,
+    SamplerSpecError,
+    SamplingError,
+    parse_sampler,
+)
+
+__all__ += ["FrameSample", "Sampler", "SamplerSpecError", "SamplingError", "parse_sampler"]
