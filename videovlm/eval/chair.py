@@ -65,7 +65,7 @@ def synthetic_ground_truth(annotation: Mapping, *, with_colors: bool) -> set[str
     """
     video_id = annotation.get("video_id", "?")
     objects = annotation.get("objects")
-    if not isinstance(objects, list):
+    if not isinstance(objects, (list, tuple)):
         raise ValueError(f"annotation {video_id!r}: field 'objects' must be a list")
     truth: set[str] = set()
     for index, obj in enumerate(objects):

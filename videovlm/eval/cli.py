@@ -1,0 +1,177 @@
+"""`videovlm eval`: score predictions (or a model's answers) and write the report.
+
+    videovlm eval --task qa --predictions predictions.jsonl [--output report.json]
+    videovlm eval --task qa --model DIR --data test/qa.json
+    videovlm eval --task caption --predictions captions.jsonl --data test/captions.csv \\
+        [--annotations test/annotations.jsonl]
+    videovlm eval --task retrieval --scores scores.safetensors
+    videovlm eval --task pope --predictions predictions.jsonl
+
+With ``--model``, inference goes through `videovlm.qa` (`predict_records(model_dir=, data=,
+task=)` returning prediction dicts, and `retrieval_scores(model_dir=, data=)` returning the
+(N_text, N_video) score matrix and the text -> video pairing); the predictions are saved next
+to the report so that the numbers can be recomputed without the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from videovlm.eval.records import (
+    PredictionFormatError,
+    PredictionRecord,
+    parse_prediction,
+    read_predictions_jsonl,
+    to_json_line,
+)
+from videovlm.eval.report import build_report, markdown_table, write_report
+from videovlm.eval.tasks import (
+    EvalInputError,
+    TaskResult,
+    evaluate_caption,
+    evaluate_pope,
+    evaluate_qa,
+    evaluate_retrieval,
+    read_ground_truth_objects,
+)
+
+TASKS = ("qa", "caption", "retrieval", "pope")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", required=True, choices=TASKS, help="what to evaluate")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--predictions", type=Path, help="predictions JSONL (video_id, prediction or error, answer, type...)")
+    source.add_argument("--model", type=Path, help="a saved model folder: answer --data with it first (needs videovlm.qa)")
+    source.add_argument("--scores", type=Path, help="retrieval: safetensors with 'scores' (N_text, N_video) and 'text_to_video' (N_text,)")
+    parser.add_argument("--data", type=Path, help="the data file: QA JSON for --model; captions CSV (references) for caption")
+    parser.add_argument(
+        "--annotations",
+        type=Path,
+        help="caption: ground-truth objects for CHAIR (default: annotations.jsonl beside --data, if present)",
+    )
+    parser.add_argument("--output", type=Path, default=Path("report.json"), help="report JSON path; .md and .png are written beside it")
+
+
+def _inference_function(name: str):
+    try:
+        module = importlib.import_module("videovlm.qa")
+    except ImportError as e:
+        module, reason = None, f"videovlm.qa cannot be imported ({e})"
+    function = getattr(module, name, None)
+    if function is None:
+        reason = reason if module is None else f"videovlm.qa has no {name}()"
+        raise EvalInputError(
+            f"--model needs model inference, which this build does not provide: {reason}. "
+            "Write predictions with `videovlm qa` and pass --predictions instead."
+        )
+    return function
+
+
+def _model_predictions(args: argparse.Namespace, *, require_answer: bool) -> list[PredictionRecord]:
+    if args.data is None:
+        raise EvalInputError("--model needs --data (the questions or videos to run the model on)")
+    rows = _inference_function("predict_records")(model_dir=args.model, data=args.data, task=args.task)
+    records = [
+        parse_prediction(row, where=f"model output item {i}", require_answer=require_answer) for i, row in enumerate(rows)
+    ]
+    if not records:
+        raise EvalInputError(f"the model produced no predictions for {args.data}")
+    saved = args.output.with_suffix(".predictions.jsonl")
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    saved.write_text("".join(to_json_line(r) + "\n" for r in records), encoding="utf-8")
+    print(f"predictions saved to {saved}")
+    return records
+
+
+def _caption_references(data: Path | None) -> dict[str, list[str]] | None:
+    if data is None:
+        return None
+    from videovlm.data.formats import read_webvid_csv
+
+    references: dict[str, list[str]] = {}
+    for caption in read_webvid_csv(data, check_files=False):
+        references.setdefault(caption.video_id, []).append(caption.caption)
+    return references
+
+
+def _retrieval_inputs(args: argparse.Namespace):
+    if args.scores is not None:
+        from safetensors.torch import load_file
+
+        if not args.scores.is_file():
+            raise EvalInputError(f"scores file not found: {args.scores}")
+        tensors = load_file(str(args.scores))
+        for key in ("scores", "text_to_video"):
+            if key not in tensors:
+                raise EvalInputError(f"{args.scores}: missing tensor {key!r} (has {sorted(tensors)})")
+        return tensors["scores"], tensors["text_to_video"].tolist()
+    if args.model is None:
+        raise EvalInputError("--task retrieval needs --scores FILE or --model DIR --data PATH")
+    if args.data is None:
+        raise EvalInputError("--model needs --data (the captions and videos to match)")
+    return _inference_function("retrieval_scores")(model_dir=args.model, data=args.data)
+
+
+def _evaluate(args: argparse.Namespace) -> tuple[TaskResult, int, int]:
+    """The task result, the number of items and the number of errors."""
+    if args.task == "retrieval":
+        scores, text_to_video = _retrieval_inputs(args)
+        return evaluate_retrieval(scores, text_to_video), scores.shape[0], 0
+    if args.scores is not None:
+        raise EvalInputError(f"--scores is for --task retrieval, not {args.task}")
+    require_answer = args.task in ("qa", "pope")
+    if args.predictions is not None:
+        records = read_predictions_jsonl(args.predictions, require_answer=require_answer)
+    else:
+        records = _model_predictions(args, require_answer=require_answer)
+    if args.task == "qa":
+        result = evaluate_qa(records)
+    elif args.task == "pope":
+        result = evaluate_pope(records)
+    else:
+        annotations_path = args.annotations
+        if annotations_path is None and args.data is not None and (args.data.parent / "annotations.jsonl").is_file():
+            annotations_path = args.data.parent / "annotations.jsonl"
+        annotations = read_ground_truth_objects(annotations_path) if annotations_path is not None else None
+        result = evaluate_caption(records, references=_caption_references(args.data), annotations=annotations)
+    return result, len(records), sum(r.prediction is None for r in records)
+
+
+def _command_line(args: argparse.Namespace) -> list[str]:
+    """The command that reproduces this report (from the parsed options, not sys.argv, so it is
+    right however the command was invoked)."""
+    command = ["videovlm", "eval", "--task", args.task]
+    for option in ("predictions", "model", "scores", "data", "annotations", "output"):
+        value = getattr(args, option)
+        if value is not None:
+            command += [f"--{option}", str(value)]
+    return command
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        result, items, errors = _evaluate(args)
+    except (EvalInputError, PredictionFormatError, FileNotFoundError, ValueError) as e:
+        print(f"videovlm eval: error: {e}", file=sys.stderr)
+        return 2
+    report = build_report(
+        task=args.task,
+        command=_command_line(args),
+        metrics=result.metrics,
+        items=items,
+        errors=errors,
+        data=args.data,
+        predictions=args.predictions or args.scores,
+        model=args.model,
+        per_type=result.per_type,
+        details=result.details,
+        non_fraction_metrics=result.non_fraction_metrics,
+    )
+    paths = write_report(report, args.output)
+    print(markdown_table(report))
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0

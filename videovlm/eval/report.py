@@ -1,0 +1,125 @@
+"""The evaluation report: ``report.json``, a markdown table next to it, and a bar chart PNG.
+
+A report is a plain JSON-serialisable dict built by `build_report`:
+
+- ``task``, ``command`` (the argv that produced it), ``data``, ``predictions``, ``model``
+  (paths or null);
+- ``counts``: ``items`` scored and ``errors`` (items with no prediction, counted as wrong);
+- ``metrics``: the task's headline numbers, name -> float;
+- ``fraction_metrics``: the names in ``metrics`` that are fractions in [0, 1] (the table shows
+  them in percent; the others, e.g. CIDEr-D or a median rank, are shown as they are);
+- ``per_type``: question type -> {``accuracy``, ``correct``, ``total``, ``errors``} (qa);
+- ``details``: anything else the task computed (confusion counts, per-granularity CHAIR...).
+
+`write_report(report, path)` writes ``path`` (JSON), ``path.with_suffix(".md")`` and
+``path.with_suffix(".png")`` (accuracy per question type when there are types, otherwise the
+headline metrics).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+
+def build_report(
+    *,
+    task: str,
+    command: Sequence[str],
+    metrics: Mapping[str, float],
+    items: int,
+    errors: int,
+    data: str | Path | None = None,
+    predictions: str | Path | None = None,
+    model: str | Path | None = None,
+    per_type: Mapping[str, Mapping[str, float]] | None = None,
+    details: Mapping[str, object] | None = None,
+    non_fraction_metrics: Sequence[str] = (),
+) -> dict:
+    """Assemble a report dict (see the module doc); every metric not named in
+    `non_fraction_metrics` is a fraction."""
+    return {
+        "task": task,
+        "command": list(command),
+        "data": None if data is None else str(data),
+        "predictions": None if predictions is None else str(predictions),
+        "model": None if model is None else str(model),
+        "counts": {"items": items, "errors": errors},
+        "metrics": {name: float(value) for name, value in metrics.items()},
+        "fraction_metrics": [name for name in metrics if name not in non_fraction_metrics],
+        "per_type": {name: dict(values) for name, values in (per_type or {}).items()},
+        "details": dict(details or {}),
+    }
+
+
+def _cell(value: float, *, fraction: bool) -> str:
+    return f"{100 * value:.2f}" if fraction else f"{value:.4f}"
+
+
+def markdown_table(report: Mapping) -> str:
+    """Headline metrics (fractions shown as percent) and, if any, accuracy per question type."""
+    counts = report["counts"]
+    lines = [
+        f"## videovlm eval: {report['task']}",
+        "",
+        f"{counts['items']} items, {counts['errors']} errors (counted as wrong). "
+        "Fractions are shown in percent.",
+        "",
+        "| metric | value |",
+        "|---|---:|",
+    ]
+    fractions = set(report["fraction_metrics"])
+    lines += [f"| {name} | {_cell(value, fraction=name in fractions)} |" for name, value in report["metrics"].items()]
+    if report.get("per_type"):
+        lines += ["", "| type | accuracy | correct | total | errors |", "|---|---:|---:|---:|---:|"]
+        for name, row in report["per_type"].items():
+            lines.append(
+                f"| {name} | {_cell(row['accuracy'], fraction=True)} | {row['correct']} | {row['total']} | {row['errors']} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def bar_chart(report: Mapping, path: str | Path) -> None:
+    """PNG bar chart: accuracy per question type, or the headline metrics that are fractions."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display needed
+    import matplotlib.pyplot as plt
+
+    if report.get("per_type"):
+        values = {name: row["accuracy"] for name, row in report["per_type"].items()}
+        title = f"{report['task']}: accuracy per question type"
+    else:
+        values = {name: report["metrics"][name] for name in report["fraction_metrics"]}
+        title = f"{report['task']}: metrics"
+    figure, axes = plt.subplots(figsize=(max(4.0, 0.9 * len(values) + 1.5), 3.5))
+    try:
+        bars = axes.bar(list(values), [100 * v for v in values.values()], color="tab:blue")
+        axes.bar_label(bars, fmt="%.1f", fontsize=8)
+        if report.get("per_type") and "accuracy" in report["metrics"]:
+            overall = 100 * report["metrics"]["accuracy"]
+            axes.axhline(overall, color="tab:red", linestyle="--", linewidth=1, label=f"overall {overall:.1f}")
+            axes.legend(loc="lower right", fontsize=8)
+        axes.set_ylim(0, 105)
+        axes.set_ylabel("%")
+        axes.set_title(title)
+        axes.tick_params(axis="x", labelrotation=30)
+        figure.tight_layout()
+        # fixed metadata so the same report gives the same file
+        figure.savefig(path, dpi=100, metadata={"Software": None})
+    finally:
+        plt.close(figure)
+
+
+def write_report(report: Mapping, path: str | Path) -> tuple[Path, Path, Path]:
+    """Write the JSON report, the markdown table and the chart; return the three paths."""
+    path = Path(path)
+    if path.suffix.lower() in (".md", ".png"):
+        raise ValueError(f"report path {path} must not end in .md or .png: those files are written next to it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    json_path, markdown_path, chart_path = path, path.with_suffix(".md"), path.with_suffix(".png")
+    json_path.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    markdown_path.write_text(markdown_table(report), encoding="utf-8")
+    bar_chart(report, chart_path)
+    return json_path, markdown_path, chart_path
