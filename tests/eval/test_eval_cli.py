@@ -119,3 +119,41 @@ def test_model_without_inference_api_says_so(tmp_path, capsys):
     assert main(["eval", "--task", "qa", "--model", str(tmp_path), "--data", str(tmp_path / "qa.json")]) == 2
     err = capsys.readouterr().err
     assert "videovlm.qa has no predict_records()" in err and "--predictions" in err
+
+
+def test_caption_clipscore_with_a_saved_tiny_clip(tmp_path, synthetic_test_split):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, PreTrainedTokenizerFast
+
+    from videovlm.eval.clipscore import caption_clip_scores, load_hf_clip_core
+
+    captions = read_webvid_csv(synthetic_test_split / "captions.csv", check_files=True)
+    words = ["[PAD]", "[UNK]"] + sorted({w for c in captions for w in c.caption.replace(",", " ").replace(".", " ").split()})
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    clip_dir = tmp_path / "clip"
+    PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]").save_pretrained(clip_dir)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(clip_dir)
+    config = CLIPConfig(
+        text_config=dict(vocab_size=len(words), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=64, eos_token_id=1),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=16),
+        projection_dim=16,
+    )
+    CLIPModel(config).save_pretrained(clip_dir)
+
+    rows = [{"video_id": c.video_id, "prediction": c.caption} for c in captions]
+    output = tmp_path / "caption.json"
+    args = ["eval", "--task", "caption", "--predictions", str(_write_jsonl(tmp_path / "c.jsonl", rows))]
+    args += ["--data", str(synthetic_test_split / "captions.csv"), "--clip-model", str(clip_dir), "--sampler", "uniform:4"]
+    assert main([*args, "--output", str(output)]) == 0
+    report = json.loads(output.read_text())
+    core, processor = load_hf_clip_core(clip_dir)
+    direct = caption_clip_scores(
+        core, image_processor=processor, videos={c.video_id: c.video for c in captions}, captions={c.video_id: c.caption for c in captions}, sampler="uniform:4"
+    )
+    assert 0.0 <= report["metrics"]["CLIPScore"] <= 2.5
+    assert report["metrics"]["CLIPScore"] == pytest.approx(sum(direct.values()) / len(direct))
+    assert report["command"][-2:] == ["--sampler", "uniform:4"]
+    # without the captions CSV there are no videos to score
+    del args[args.index("--data") : args.index("--data") + 2]
+    assert main([*args, "--output", str(output)]) == 2

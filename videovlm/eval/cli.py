@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 
 from videovlm.eval.records import (
-    PredictionFormatError,
     PredictionRecord,
     parse_prediction,
     read_predictions_jsonl,
@@ -38,6 +37,8 @@ from videovlm.eval.tasks import (
     read_ground_truth_objects,
 )
 
+from videovlm.video.types import VideoDecodeError
+
 TASKS = ("qa", "caption", "retrieval", "pope")
 
 
@@ -53,6 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="caption: ground-truth objects for CHAIR (default: annotations.jsonl beside --data, if present)",
     )
+    parser.add_argument(
+        "--clip-model",
+        type=Path,
+        help="caption: a CLIP-style model folder (model, tokenizer, image processor) for CLIPScore; needs --data",
+    )
+    parser.add_argument("--sampler", default="uniform:8", help="caption CLIPScore: frames to score per video (default: uniform:8)")
     parser.add_argument("--output", type=Path, default=Path("report.json"), help="report JSON path; .md and .png are written beside it")
 
 
@@ -87,15 +94,39 @@ def _model_predictions(args: argparse.Namespace, *, require_answer: bool) -> lis
     return records
 
 
-def _caption_references(data: Path | None) -> dict[str, list[str]] | None:
+def _caption_data(data: Path | None, *, need_videos: bool) -> tuple[dict[str, list[str]] | None, dict[str, Path]]:
+    """Reference captions and video paths per video id from a WebVid-style captions CSV."""
     if data is None:
-        return None
+        if need_videos:
+            raise EvalInputError("--clip-model needs --data (the captions CSV that names the videos)")
+        return None, {}
     from videovlm.data.formats import read_webvid_csv
 
     references: dict[str, list[str]] = {}
-    for caption in read_webvid_csv(data, check_files=False):
+    videos: dict[str, Path] = {}
+    for caption in read_webvid_csv(data, check_files=need_videos):
         references.setdefault(caption.video_id, []).append(caption.caption)
-    return references
+        videos[caption.video_id] = caption.video
+    return references, videos
+
+
+def _evaluate_caption(args: argparse.Namespace, records: list[PredictionRecord]) -> TaskResult:
+    annotations_path = args.annotations
+    if annotations_path is None and args.data is not None and (args.data.parent / "annotations.jsonl").is_file():
+        annotations_path = args.data.parent / "annotations.jsonl"
+    annotations = read_ground_truth_objects(annotations_path) if annotations_path is not None else None
+    references, videos = _caption_data(args.data, need_videos=args.clip_model is not None)
+    result = evaluate_caption(records, references=references, annotations=annotations)
+    if args.clip_model is None:
+        return result
+    from videovlm.eval.clipscore import caption_clip_scores, load_hf_clip_core
+
+    core, image_processor = load_hf_clip_core(args.clip_model)
+    captions = {r.video_id: r.prediction or "" for r in records}
+    per_video = caption_clip_scores(core, image_processor=image_processor, videos=videos, captions=captions, sampler=args.sampler)
+    metrics = {**result.metrics, "CLIPScore": sum(per_video.values()) / len(per_video)}
+    details = {**result.details, "clipscore": {"model": str(args.clip_model), "sampler": args.sampler}}
+    return TaskResult(metrics, result.per_type, details, (*result.non_fraction_metrics, "CLIPScore"))
 
 
 def _retrieval_inputs(args: argparse.Namespace):
@@ -133,11 +164,7 @@ def _evaluate(args: argparse.Namespace) -> tuple[TaskResult, int, int]:
     elif args.task == "pope":
         result = evaluate_pope(records)
     else:
-        annotations_path = args.annotations
-        if annotations_path is None and args.data is not None and (args.data.parent / "annotations.jsonl").is_file():
-            annotations_path = args.data.parent / "annotations.jsonl"
-        annotations = read_ground_truth_objects(annotations_path) if annotations_path is not None else None
-        result = evaluate_caption(records, references=_caption_references(args.data), annotations=annotations)
+        result = _evaluate_caption(args, records)
     return result, len(records), sum(r.prediction is None for r in records)
 
 
@@ -145,17 +172,21 @@ def _command_line(args: argparse.Namespace) -> list[str]:
     """The command that reproduces this report (from the parsed options, not sys.argv, so it is
     right however the command was invoked)."""
     command = ["videovlm", "eval", "--task", args.task]
-    for option in ("predictions", "model", "scores", "data", "annotations", "output"):
+    for option in ("predictions", "model", "scores", "data", "annotations", "clip_model", "output"):
         value = getattr(args, option)
         if value is not None:
-            command += [f"--{option}", str(value)]
+            command += [f"--{option.replace('_', '-')}", str(value)]
+    if args.clip_model is not None:
+        command += ["--sampler", args.sampler]
     return command
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         result, items, errors = _evaluate(args)
-    except (EvalInputError, PredictionFormatError, FileNotFoundError, ValueError) as e:
+    except (ValueError, OSError, VideoDecodeError) as e:
+        # bad inputs (EvalInputError, PredictionFormatError, DataFormatError are ValueErrors),
+        # missing files and undecodable videos: one clear line, no traceback
         print(f"videovlm eval: error: {e}", file=sys.stderr)
         return 2
     report = build_report(

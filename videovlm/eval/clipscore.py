@@ -7,7 +7,8 @@ the text and the scores are averaged over the frames the frame mask marks as rea
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -82,3 +83,48 @@ def video_clip_score(
     per_frame = CLIPSCORE_WEIGHT * (frame_embeddings * text_embeddings).sum(-1).clamp(min=0)  # (B, T)
     mask = frame_mask.to(per_frame.dtype)
     return (per_frame * mask).sum(dim=1) / mask.sum(dim=1)
+
+
+def load_hf_clip_core(model_dir: str | Path):
+    """(`HFClipCore`, image processor) from a folder holding a CLIP-style model saved with
+    `save_pretrained`, its tokenizer and its image processor (or a hub id)."""
+    from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+
+    model = AutoModel.from_pretrained(model_dir).eval()
+    if not hasattr(model, "get_image_features") or not hasattr(model, "get_text_features"):
+        raise ValueError(f"{model_dir}: {type(model).__name__} is not a contrastive image-text model (no get_image_features)")
+    return HFClipCore(model, AutoTokenizer.from_pretrained(model_dir)), AutoImageProcessor.from_pretrained(model_dir)
+
+
+def caption_clip_scores(
+    core: ContrastiveCore,
+    *,
+    image_processor,
+    videos: Mapping[str, Path],
+    captions: Mapping[str, str],
+    sampler: str = "uniform:8",
+) -> dict[str, float]:
+    """id -> CLIPScore of `captions[id]` with the frames `sampler` picks from `videos[id]`.
+
+    Frames are decoded with `videovlm.video.open_video` (eval-time sampling: no jitter) and
+    preprocessed by the core's own image processor (resize, crop, normalise).
+    """
+    from videovlm.video import open_video, parse_sampler
+
+    pick_frames = parse_sampler(sampler)
+    scores: dict[str, float] = {}
+    for key in sorted(captions):
+        if key not in videos:
+            raise ValueError(f"no video file for id {key!r}")
+        with open_video(videos[key]) as reader:
+            sample = pick_frames(reader.metadata)
+            frames = reader.get_frames(sample.indices).frames  # (T, H, W, 3) uint8
+        pixels = image_processor(images=list(frames.numpy()), return_tensors="pt")["pixel_values"]  # (T, C, H, W)
+        score = video_clip_score(
+            core,
+            pixel_values=pixels[None],
+            texts=[captions[key]],
+            frame_mask=torch.tensor([sample.valid], dtype=torch.bool),
+        )
+        scores[key] = float(score[0])
+    return scores
