@@ -51,10 +51,19 @@ def test_qa_predictions_report_with_errors(tmp_path, synthetic_test_split, capsy
     assert set(report["per_type"]) == {qa.type for qa in questions}
     assert sum(row["total"] for row in report["per_type"].values()) == len(rows)
     assert report["per_type"][questions[0].type]["errors"] == 1
+    temporal = [i for i, qa in enumerate(questions) if qa.type in ("direction", "order", "change")]
+    assert temporal, "the synthetic split should hold temporal questions"
+    temporal_correct = sum(1 for i in temporal if i != 0 and i % 3 != 1)
+    assert report["metrics"]["accuracy/temporal"] == pytest.approx(temporal_correct / len(temporal))
     assert report["command"][:4] == ["videovlm", "eval", "--task", "qa"] and report["predictions"] == str(predictions)
     markdown = output.with_suffix(".md").read_text()
     assert "| type | accuracy | correct | total | errors |" in markdown and markdown in capsys.readouterr().out
     assert output.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # reproducible run to run: the same predictions give byte-identical files
+    again = tmp_path / "again" / "report.json"
+    assert main(["eval", "--task", "qa", "--predictions", str(predictions), "--output", str(again)]) == 0
+    assert json.loads(again.read_text())["metrics"] == report["metrics"]
+    assert again.with_suffix(".png").read_bytes() == output.with_suffix(".png").read_bytes()
 
 
 def test_pope_from_predictions(tmp_path):

@@ -10,7 +10,7 @@ from videovlm.eval.caption import cider_d, corpus_bleu
 from videovlm.eval.chair import chair, synthetic_ground_truth, synthetic_object_vocabulary
 from videovlm.eval.normalize import caption_tokens, normalize_answer
 from videovlm.eval.pope import parse_yes_no, pope_metrics
-from videovlm.eval.qa import qa_accuracy
+from videovlm.eval.qa import pooled_accuracy, qa_accuracy
 
 
 @pytest.mark.parametrize(
@@ -48,6 +48,9 @@ def test_qa_accuracy_per_type_and_errors():
     assert result.per_type["color"].to_dict() == {"accuracy": 0.5, "correct": 1, "total": 2, "errors": 1}
     assert result.per_type["shape"].accuracy == 0.0
     assert result.per_type["direction"].accuracy == 1.0
+    pooled = pooled_accuracy(result, ["color", "direction", "order"])  # "order" absent: ignored
+    assert (pooled.correct, pooled.total, pooled.errors) == (2, 3, 1)
+    assert pooled_accuracy(result, ["order"]) is None
 
 
 def test_qa_accuracy_rejects_mismatched_lengths():

@@ -61,3 +61,11 @@ def qa_accuracy(
     per_type = {name: Accuracy(*groups[name]) for name in sorted(groups)}
     overall = Accuracy(*(sum(acc[i] for acc in groups.values()) for i in range(3)))
     return QAAccuracy(overall=overall, per_type=per_type)
+
+
+def pooled_accuracy(result: QAAccuracy, types: Sequence[str]) -> Accuracy | None:
+    """One `Accuracy` over all questions of `types` (micro-average); None if none is present."""
+    present = [result.per_type[name] for name in types if name in result.per_type]
+    if not present:
+        return None
+    return Accuracy(*(sum(getattr(acc, field) for acc in present) for field in ("correct", "total", "errors")))

@@ -16,7 +16,8 @@ import torch
 from videovlm.eval.caption import cider_d, corpus_bleu
 from videovlm.eval.chair import chair, synthetic_ground_truth, synthetic_object_vocabulary
 from videovlm.eval.pope import pope_metrics
-from videovlm.eval.qa import qa_accuracy
+from videovlm.data.synthetic.vocabulary import STATIC_QUESTION_TYPES, TEMPORAL_QUESTION_TYPES
+from videovlm.eval.qa import pooled_accuracy, qa_accuracy
 from videovlm.eval.records import PredictionRecord
 from videovlm.eval.retrieval import retrieval_recall
 
@@ -32,6 +33,10 @@ class TaskResult:
     non_fraction_metrics: tuple[str, ...] = ()
 
 
+# Pooled accuracies reported next to the overall one: the synthetic data's temporal types need
+# the order of the frames, the static ones do not (the recipes' targets are set per group).
+QUESTION_TYPE_GROUPS: dict[str, tuple[str, ...]] = {"static": STATIC_QUESTION_TYPES, "temporal": TEMPORAL_QUESTION_TYPES}
+
 # The question type of the synthetic data's POPE-style yes/no existence probes.
 POPE_QUESTION_TYPE = "exists"
 
@@ -41,7 +46,7 @@ class EvalInputError(ValueError):
 
 
 def evaluate_qa(records: Sequence[PredictionRecord]) -> TaskResult:
-    """Exact-match accuracy overall and per question type."""
+    """Exact-match accuracy overall, per question type and per group of `QUESTION_TYPE_GROUPS`."""
     result = qa_accuracy(
         predictions=[r.prediction for r in records],
         answers=[r.answer for r in records],
@@ -49,7 +54,14 @@ def evaluate_qa(records: Sequence[PredictionRecord]) -> TaskResult:
     )
     per_type = {name: acc.to_dict() for name, acc in result.per_type.items()}
     # the per-type accuracies live in per_type (its own table and chart), not in metrics
-    return TaskResult({"accuracy": result.overall.accuracy}, per_type, {"correct": result.overall.correct})
+    metrics = {"accuracy": result.overall.accuracy}
+    details: dict[str, object] = {"correct": result.overall.correct}
+    for group, types in QUESTION_TYPE_GROUPS.items():
+        pooled = pooled_accuracy(result, types)
+        if pooled is not None:
+            metrics[f"accuracy/{group}"] = pooled.accuracy
+            details[group] = pooled.to_dict()
+    return TaskResult(metrics, per_type, details)
 
 
 def evaluate_pope(records: Sequence[PredictionRecord]) -> TaskResult:
