@@ -48,6 +48,10 @@ def test_retrieval_input_errors():
         retrieval_ranks(SCORES, [0, 1, 2, 3])
     with pytest.raises(ValueError, match=r"videos \[2\] have no caption"):
         retrieval_ranks(SCORES, [0, 0, 1, 1])
+    nan_scores = SCORES.clone()
+    nan_scores[2, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN .first at text 2, video 1"):
+        retrieval_ranks(nan_scores, TEXT_TO_VIDEO)
 
 
 class WordVectorCore(nn.Module):

@@ -47,6 +47,10 @@ def retrieval_ranks(scores: torch.Tensor, text_to_video: Sequence[int]) -> tuple
     if num_texts and (targets.min() < 0 or targets.max() >= num_videos):
         raise ValueError(f"text_to_video entries must be in [0, {num_videos}), got {targets.min()}..{targets.max()}")
     scores = scores.detach().to(torch.float64)
+    if bool(scores.isnan().any()):
+        # a NaN compares False with everything and would rank its item first
+        bad = torch.nonzero(scores.isnan())[0].tolist()
+        raise ValueError(f"scores contain NaN (first at text {bad[0]}, video {bad[1]})")
     is_caption = torch.zeros(num_texts, num_videos, dtype=torch.bool)  # (N_text, N_video)
     is_caption[torch.arange(num_texts), targets] = True
     if not bool(is_caption.any(dim=0).all()):
