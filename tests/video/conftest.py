@@ -41,3 +41,25 @@ def small_h264(tmp_path_factory) -> Path:
     """60 frames 64x48 at 30 fps, GOP 12 with B-frames: several GOPs to seek between."""
     path = tmp_path_factory.mktemp("videos") / "small.mp4"
     return write_video(path, moving_square_frames(60), fps=30, gop_size=12, max_b_frames=2, crf=18)
+
+
+def decode_all_in_order(path: Path, stream_index: int | None = None) -> tuple[list[float], list[np.ndarray]]:
+    """Oracle: every frame by a plain sequential PyAV decode, sorted by pts (no seeking)."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.best("video") if stream_index is None else container.streams[stream_index]
+        frames = sorted(((f.pts, f.to_ndarray(format="rgb24")) for f in container.decode(stream)), key=lambda x: x[0])
+        tb = float(stream.time_base)
+    return [p * tb for p, _ in frames], [f for _, f in frames]
+
+
+@pytest.fixture(scope="session")
+def vfr_h264(small_h264, ffmpeg_cli, tmp_path_factory) -> Path:
+    """Variable frame rate: frame n shown at (n + floor(n^2 / 40)) / 30 s, B-frames."""
+    path = tmp_path_factory.mktemp("videos") / "vfr.mp4"
+    run_ffmpeg(
+        ffmpeg_cli, "-i", str(small_h264), "-vf", "setpts='(N+floor(N*N/40))/30/TB'", "-fps_mode", "passthrough",
+        "-c:v", "libx264", "-bf", "2", "-g", "12", "-threads", "1", str(path),
+    )
+    return path

@@ -35,7 +35,7 @@ def test_right_frame_and_pts(testvideos, reference, backend):
     except VideoDecodeError as e:
         # An explicit backend may refuse a file it would decode wrongly; auto never may.
         assert backend != "auto", e
-        assert str(testvideos / video) in str(e) and "disagree" in e.reason
+        assert str(testvideos / video) in str(e) and re.search("disagree|wrong frames", e.reason), e
         return
     with reader:
         meta = reader.metadata

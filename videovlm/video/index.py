@@ -34,6 +34,11 @@ class FrameIndex:
             a dts would land one GOP early when B-frames delay decode times).
         coded_width: width of the decoded picture before rotation.
         coded_height: height of the decoded picture before rotation.
+        is_best_stream: whether the stream is FFmpeg's "best" video stream (the only one
+            decord can read).
+        has_leading_frames: some frame is decoded after a keyframe but displayed before it
+            (open GOPs, HEVC with short GOPs). Readers that count frames from a keyframe
+            instead of matching pts (decord) return the wrong frame for such streams.
     """
 
     metadata: VideoMetadata
@@ -42,6 +47,8 @@ class FrameIndex:
     seek_ticks: tuple[int, ...]
     coded_width: int
     coded_height: int
+    is_best_stream: bool
+    has_leading_frames: bool
 
     def frame_at_time(self, seconds: float) -> int:
         """Index of the frame displayed at ``seconds``: the last frame with pts <= t.
@@ -95,7 +102,7 @@ def select_stream(container: av.container.InputContainer, path: str, stream_inde
         raise VideoDecodeError(path, f"stream index {stream_index} does not exist ({len(container.streams)} streams)")
     stream = container.streams[stream_index]
     if stream.type != "video":
-        raise VideoDecodeError(path, f"stream {stream_index} is a {stream.type} stream, not video")
+        raise VideoDecodeError(path, f"stream {stream_index} is not a video stream (its type is {stream.type})")
     return stream
 
 
@@ -125,12 +132,16 @@ def build_index(path: str | Path, stream_index: int | None = None) -> FrameIndex
         entries: list[tuple[int, bool, int]] = []
         head_packets: list[av.Packet] = []
         last_ts: int | None = None
+        packets_seen = 0
+        last_corrupt = False
         try:
             for packet in container.demux(stream):
-                if packet.size == 0 or packet.is_discard:
-                    # size 0: the end-of-stream flush packet. Discard: pre-roll that an edit
-                    # list hides (the decoder drops it, so it is not a frame of the video).
-                    continue
+                if packet.size == 0:
+                    continue  # the end-of-stream flush packet
+                packets_seen += 1
+                last_corrupt = packet.is_corrupt
+                if packet.is_discard:
+                    continue  # pre-roll an edit list hides: the decoder drops it, not a frame
                 pts = packet.pts if packet.pts is not None else packet.dts
                 if pts is None:
                     if last_ts is None or not packet.duration:
@@ -144,9 +155,18 @@ def build_index(path: str | Path, stream_index: int | None = None) -> FrameIndex
             raise VideoDecodeError(path_str, f"demuxing stream {stream.index} failed after {len(entries)} packets: {e}") from e
         if not entries:
             raise VideoDecodeError(path_str, f"stream {stream.index} has no packets")
+        # Demuxers stop quietly at the end of a cut-off file; the sample table (where the
+        # container has one: mp4, avi) and the incomplete last packet give it away.
+        if last_corrupt or 0 < packets_seen < (stream.frames or 0):
+            raise VideoDecodeError(
+                path_str,
+                f"file is truncated: stream {stream.index} ends after {packets_seen} packets"
+                + (f" of the {stream.frames} its header lists" if stream.frames else " with an incomplete packet"),
+            )
         first = _first_frame(path_str, stream, head_packets)
         time_base = stream.time_base or Fraction(1, 1)
-        return _assemble(path_str, stream, entries, first, time_base, codec_name)
+        best = container.streams.best("video")
+        return _assemble(path_str, stream, entries, first, time_base, codec_name, best is not None and best.index == stream.index)
     finally:
         container.close()
 
@@ -158,6 +178,7 @@ def _assemble(
     first: av.VideoFrame,
     time_base: Fraction,
     codec_name: str,
+    is_best_stream: bool,
 ) -> FrameIndex:
     order = sorted(range(len(entries)), key=lambda i: entries[i][0])
     pts_ticks = [entries[i][0] for i in order]
@@ -167,6 +188,13 @@ def _assemble(
     keyframes = [rank for rank, i in enumerate(order) if entries[i][1]]
     if not keyframes:
         raise VideoDecodeError(path, f"stream {stream.index} has no keyframe")
+    last_keyframe_pts = None
+    has_leading_frames = False
+    for pts, is_key, _ in entries:  # decode order
+        if is_key:
+            last_keyframe_pts = pts
+        elif last_keyframe_pts is not None and pts < last_keyframe_pts:
+            has_leading_frames = True
     seek_ticks = []
     for rank in range(len(order)):
         # Frames before the first keyframe (open-GOP leading pictures) decode after it.
@@ -210,4 +238,6 @@ def _assemble(
         seek_ticks=tuple(seek_ticks),
         coded_width=coded_w,
         coded_height=coded_h,
+        is_best_stream=is_best_stream,
+        has_leading_frames=has_leading_frames,
     )

@@ -30,6 +30,11 @@ class PyAVDecoder:
         self._stream.thread_count = options.num_threads
         self._frames: Iterator[av.VideoFrame] | None = None
         self._position = -1  # index of the last frame the decoder returned (-1: none)
+        self._wanted_ticks: set[int] = set()  # pts of the frames the current request wants
+        # Skip decoding non-reference frames nobody asked for (nothing depends on them).
+        # Turned off for good if a wanted frame ever fails to come out (e.g. AVI "packed"
+        # B-frames, where a picture's pts is not its packet's).
+        self._skip_unwanted = True
         self.frames_decoded = 0  # decoder output frames since opening (benchmark statistic)
 
     def close(self) -> None:
@@ -40,7 +45,12 @@ class PyAVDecoder:
 
     def _decode_from(self, seek_ticks: int) -> Iterator[av.VideoFrame]:
         self._container.seek(seek_ticks, stream=self._stream, backward=True, any_frame=False)
+        codec = self._stream.codec_context
+        codec.skip_frame = "DEFAULT"
         for packet in self._container.demux(self._stream):
+            if self._skip_unwanted and packet.pts is not None:
+                # Read at send time, also by frame threads: applies to this packet only.
+                codec.skip_frame = "DEFAULT" if packet.pts in self._wanted_ticks else "NONREF"
             # packet.decode() on the flush packet at the end drains the decoder.
             yield from packet.decode()
 
@@ -90,7 +100,9 @@ class PyAVDecoder:
         remaining = self._collect(set(wanted), wanted[-1], out)
         if remaining:
             # The seek landed after a wanted frame (a container whose seek index disagrees
-            # with packet timestamps): retry once from the first keyframe of the stream.
+            # with packet timestamps): retry once from the first keyframe of the stream,
+            # decoding every frame.
+            self._skip_unwanted = False
             self._frames = self._decode_from(index.seek_ticks[0])
             self._position = -1
             remaining = self._collect(remaining, max(remaining), out)
@@ -105,6 +117,7 @@ class PyAVDecoder:
         if self._container is None:
             raise VideoDecodeError(self._path, "reader is closed")
         seek_ticks = self._index.seek_ticks
+        self._wanted_ticks = {self._index.pts_ticks[i] for i in indices}
         out: dict[int, np.ndarray] = {}
         group: list[int] = []
         for i in indices:

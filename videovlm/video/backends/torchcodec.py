@@ -1,0 +1,80 @@
+"""torchcodec backend (0.13, the last CPU build): ``VideoDecoder.get_frames_at``.
+
+The demux index is handed to torchcodec as ``custom_frame_mappings`` (pts, duration and
+keyframe flag of every frame), so torchcodec seeks exactly without scanning the file a
+second time. torchcodec applies the rotation metadata itself.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Sequence
+
+import torch
+
+from videovlm.video.backends import DecodeOptions
+from videovlm.video.index import FrameIndex
+from videovlm.video.types import VideoDecodeError
+
+
+def frame_mappings_json(index: FrameIndex) -> str:
+    """The index in torchcodec's ``custom_frame_mappings`` JSON format (ffprobe's field names)."""
+    keyframes = set(index.metadata.keyframes)
+    durations = [b - a for a, b in zip(index.pts_ticks, index.pts_ticks[1:])]
+    last = round(index.metadata.frame_durations[-1] / float(index.time_base)) if index.metadata.frame_durations else 1
+    durations.append(max(last, 1))
+    frames = [
+        {"pts": pts, "duration": duration, "key_frame": int(i in keyframes)}
+        for i, (pts, duration) in enumerate(zip(index.pts_ticks, durations))
+    ]
+    return json.dumps({"frames": frames})
+
+
+class TorchCodecDecoder:
+    """Decodes one stream with torchcodec (needs a system FFmpeg 4-7)."""
+
+    name = "torchcodec"
+
+    def __init__(self, index: FrameIndex, options: DecodeOptions):
+        meta = index.metadata
+        self._path = meta.path
+        self._index = index
+        try:
+            from torchcodec.decoders import VideoDecoder
+            from torchcodec.transforms import Resize
+        except (ImportError, OSError, RuntimeError) as e:
+            # torchcodec imports but cannot load libtorchcodec without a matching FFmpeg.
+            raise VideoDecodeError(self._path, f"torchcodec is installed but cannot load: {e}") from e
+        transforms = [Resize(size=list(options.resize))] if options.resize is not None else None
+        try:
+            self._decoder = VideoDecoder(
+                meta.path,
+                stream_index=meta.stream_index,
+                dimension_order="NHWC",
+                num_ffmpeg_threads=options.num_threads,
+                transforms=transforms,
+                custom_frame_mappings=frame_mappings_json(index),
+            )
+        except (RuntimeError, ValueError) as e:
+            raise VideoDecodeError(self._path, f"torchcodec cannot open stream {meta.stream_index}: {e}") from e
+        count = self._decoder.metadata.num_frames
+        if count != meta.num_frames:
+            self.close()
+            raise VideoDecodeError(self._path, f"torchcodec's frame count {count} and the demux index's {meta.num_frames} disagree")
+
+    def decode(self, indices: Sequence[int]) -> torch.Tensor:
+        if self._decoder is None:
+            raise VideoDecodeError(self._path, "reader is closed")
+        try:
+            batch = self._decoder.get_frames_at(list(indices))
+        except (RuntimeError, IndexError) as e:
+            raise VideoDecodeError(self._path, f"torchcodec failed to decode frames {list(indices)[:5]}: {e}") from e
+        # Frames are matched by the pts torchcodec reports, never assumed.
+        expected = torch.tensor([self._index.metadata.pts[i] for i in indices], dtype=torch.float64)
+        worst = float((batch.pts_seconds.to(torch.float64) - expected).abs().max())
+        if worst > 1e-3:
+            raise VideoDecodeError(self._path, f"torchcodec returned frames whose pts disagree with the index by {worst:.6f} s")
+        return batch.data.contiguous()  # (T, H, W, 3) with dimension_order="NHWC"
+
+    def close(self) -> None:
+        self._decoder = None
