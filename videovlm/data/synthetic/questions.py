@@ -130,15 +130,18 @@ def sample_questions(rng: np.random.Generator, ann: VideoAnnotation) -> list[QAI
     color, shape = present[int(rng.integers(len(present)))]
     queries.append(Query("exists", color=color, shape=shape))
     queries.append(_absent_probe(rng, ann, set(present)))
+    # Temporal questions come in both variants where they exist, so that a video teaches both
+    # directions of time (turned into / was before; seen first / seen last).
     for obj in ann.objects:
         if obj.motion != "still":
             queries.append(Query("direction", shape=obj.shape))
         if obj.color_after is not None:
-            queries.append(Query("change", variant=("after", "before")[int(rng.integers(2))], shape=obj.shape))
+            queries += [Query("change", variant=variant, shape=obj.shape) for variant in ("after", "before")]
     for a, b in order_pairs(ann):
-        if rng.random() < 0.5:
-            a, b = b, a
-        queries.append(Query("order", variant=("first", "last")[int(rng.integers(2))], shape=a.shape, other=b.shape))
+        for variant in ("first", "last"):
+            if rng.random() < 0.5:  # which object is named first in the question
+                a, b = b, a
+            queries.append(Query("order", variant=variant, shape=a.shape, other=b.shape))
     return [make_question(rng, ann, q) for q in queries]
 
 

@@ -130,7 +130,7 @@ class SceneConfig:
     max_size_frac: float = 26 / 112  # and max (26 px at 112)
     min_travel_frac: float = 44 / 112  # distance travelled by a moving object while visible
     max_travel_frac: float = 56 / 112
-    event_probs: tuple[float, float, float, float] = (0.4, 0.2, 0.2, 0.2)  # none, appear, disappear, change
+    event_probs: tuple[float, float, float, float] = (0.35, 0.2, 0.2, 0.25)  # none, appear, disappear, change
     order_pair_prob: float = 0.5  # with 2+ objects: force one disappear-early + one appear-late object
     gap_px: int = 3  # minimum free space between two visible objects' bounding circles
     max_tries: int = 200

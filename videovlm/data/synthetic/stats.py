@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from videovlm.data.synthetic.questions import answer_query, parse_question
-from videovlm.data.synthetic.scene import reverse_annotation
-from videovlm.data.synthetic.vocabulary import ANSWER_VOCABULARY, QUESTION_TYPES, TEMPORAL_QUESTION_TYPES
+from videovlm.data.synthetic.captions import CAPTION_TEMPLATES
+from videovlm.data.synthetic.questions import QUESTION_TEMPLATES, answer_query, parse_question
+from videovlm.data.synthetic.scene import SceneConfig, event_ranges, reverse_annotation
+from videovlm.data.synthetic.vocabulary import ANSWER_VOCABULARY, COLOR_NAMES, QUESTION_TYPES, SHAPES, TEMPORAL_QUESTION_TYPES
 
 
 def compute_stats(output_dir: str | Path, *, params: dict) -> dict:
@@ -47,7 +48,12 @@ def compute_stats(output_dir: str | Path, *, params: dict) -> dict:
             "objects_per_video": dict(sorted(Counter(len(a.objects) for a in annotations.values()).items())),
             "question_types": per_type,
         }
-    return {"params": params, "answer_vocabulary": list(ANSWER_VOCABULARY), "splits": splits}
+    train_dir = output_dir / "train"
+    examples = {
+        "captions": [c.caption for c in read_webvid_csv(train_dir / "captions.csv", check_files=False)[:3]],
+        "qa": {kind: next(([q.question, q.answer] for q in read_qa_json(train_dir / "qa.json", check_files=False) if q.type == kind), None) for kind in QUESTION_TYPES},
+    }
+    return {"params": params, "answer_vocabulary": list(ANSWER_VOCABULARY), "splits": splits, "examples": examples}
 
 
 def _pct(value: float | None) -> str:
@@ -57,6 +63,8 @@ def _pct(value: float | None) -> str:
 def render_card(stats: dict, *, seconds: float | None = None, workers: int | None = None) -> str:
     """The dataset card (markdown) of a generated data set, from ``stats.json``."""
     p = stats["params"]
+    scene = SceneConfig()
+    appear_frames, change_frames = event_ranges(p["frames"])
     lines = [
         "# Synthetic temporal video-language data set",
         "",
@@ -81,12 +89,18 @@ def render_card(stats: dict, *, seconds: float | None = None, workers: int | Non
         "## Videos",
         "",
         f"{p['size']}x{p['size']} px, {p['frames']} frames at {p['fps']:g} fps, h264 mp4. A light textured background and 1-3",
-        "objects; shape in {circle, square, triangle, star}, colour in {red, green, blue, yellow, purple,",
-        "orange}. **Within a video every object has a different shape and every colour (including a colour",
-        "after a change) belongs to one object**, so \"the square\" or \"the red object\" is unambiguous.",
-        "Each object moves left, right, up or down (travelling 39-50% of the frame side while visible) or",
-        "stays still, and may appear late, disappear early or change colour once; these events happen away",
-        "from the first and last 2 frames so that an 8-frame uniform sample sees them. Objects never overlap.",
+        f"objects; shape in {{{', '.join(SHAPES)}}}, colour in {{{', '.join(COLOR_NAMES)}}}, bounding box",
+        f"{round(scene.min_size_frac * p['size'])}-{round(scene.max_size_frac * p['size'])} px.",
+        "**Within a video every object has a different shape and every colour (including a colour after a",
+        "change) belongs to one object**, so \"the square\" or \"the red object\" is unambiguous.",
+        f"Each object moves left, right, up or down (travelling {round(scene.min_travel_frac * p['size'])}-{round(scene.max_travel_frac * p['size'])} px while visible) or",
+        "stays still, and may appear late, disappear early or change colour once (probabilities "
+        + ", ".join(f"{name} {prob:g}" for name, prob in zip(("none", "appear", "disappear", "change"), scene.event_probs)) + ");",
+        f"events happen at 0-based frames appear {appear_frames.start}-{appear_frames.stop - 1}, change {change_frames.start}-{change_frames.stop - 1}, disappear {p['frames'] - appear_frames.stop + 1}-{p['frames'] - appear_frames.start},",
+        "away from the first and last frames so that an 8-frame uniform sample sees them. Objects never overlap.",
+        "Captions narrate events in time order with "
+        + f"{len(CAPTION_TEMPLATES)} sentence templates and verb paraphrases; questions have {min(len(t) for t in QUESTION_TEMPLATES.values())}-{max(len(t) for t in QUESTION_TEMPLATES.values())} paraphrases",
+        "each; conversations have 1-3 turns mixing a description request and questions.",
         "",
         "## Files per split (`OUTPUT/<split>/`)",
         "",
@@ -120,6 +134,11 @@ def render_card(stats: dict, *, seconds: float | None = None, workers: int | Non
         "reversed ground truth and the tests check the property on every temporal item.",
         "",
         "Answer vocabulary: " + ", ".join(f"`{a}`" for a in stats["answer_vocabulary"]) + ".",
+        "",
+        "## Examples (first items of the train split)",
+        "",
+        *[f"- caption: \"{c}\"" for c in stats["examples"]["captions"]],
+        *[f"- {kind}: \"{qa[0]}\" -> `{qa[1]}`" for kind, qa in stats["examples"]["qa"].items() if qa],
         "",
         "## Counts and ceilings",
         "",
