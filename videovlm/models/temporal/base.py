@@ -1,0 +1,281 @@
+"""The one interface every temporal encoder implements, plus the checks and pieces they share.
+
+Contract: frame tokens ``(B, T, N, D)`` and a frame mask ``(B, T)`` (True = real frame) go in,
+video tokens ``(B, M, D_out)`` with a token mask ``(B, M)`` come out. Padded frames are appended
+after the real ones (the mask is True for a prefix of each row), every sample has at least one
+real frame, and padded frames never change the outputs: their content is invisible to every
+real token, and output tokens that come only from padded frames are zeroed and masked False.
+
+Each encoder is built with keyword-only arguments that are exactly the fields of its config
+dataclass, so a family can save ``encoder.config_dict()`` as JSON and rebuild the encoder with
+``EncoderClass.from_config(that_dict)``; recipes name the class by its ``_component_`` path
+(``EncoderClass.component_path()``). Encoders with a learned frame position embedding keep it
+in an attribute named ``frame_position`` (an ``nn.Embedding(max_frames, input_dim)``) so a model
+can freeze or train it as its own part. It keeps ``nn.Embedding``'s N(0, 1) init, as Video-LLaMA's
+frame position embedding and Flamingo's time embeddings do: with a small init (0.02) attention at
+init is nearly uniform over frames, so the encoder starts almost order-blind and learns order far
+more slowly (measured: a tiny VideoQFormer did not learn to tell a clip from its reverse in 40
+Adam steps at std 0.02, and did at std 1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+
+class TemporalConfigError(ValueError):
+    """A temporal encoder config (or the dict it is loaded from) is invalid; names the field."""
+
+
+class TemporalInputError(ValueError):
+    """Frame tokens or frame mask given to a temporal encoder have the wrong shape or content."""
+
+
+@dataclass
+class VideoTokens:
+    """What a temporal encoder returns."""
+
+    tokens: Tensor  # (B, M, D_out)
+    mask: Tensor  # (B, M) bool, False for tokens that come only from padded frames
+
+
+@dataclass
+class TemporalEncoderConfig:
+    """Fields shared by every temporal encoder config.
+
+    Attributes:
+        input_dim: D, the width of the incoming frame tokens.
+        output_dim: D_out, the width of the video tokens; ``None`` means the same as ``input_dim``
+            (resolved when the config is built, so a saved config always holds a number).
+    """
+
+    input_dim: int
+    output_dim: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.output_dim is None:
+            self.output_dim = self.input_dim
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            # Every int field of every encoder config is a size or a count: all must be >= 1.
+            if isinstance(value, bool):
+                continue
+            if isinstance(value, int) and value < 1:
+                raise TemporalConfigError(f"{type(self).__name__}.{field.name} must be >= 1, got {value}")
+            if isinstance(value, float) and field.name.endswith("dropout") and not 0.0 <= value < 1.0:
+                raise TemporalConfigError(f"{type(self).__name__}.{field.name} must be in [0, 1), got {value}")
+            if isinstance(value, float) and field.name.endswith("ratio") and value <= 0.0:
+                raise TemporalConfigError(f"{type(self).__name__}.{field.name} must be > 0, got {value}")
+
+    def require_divisible(self, dim_field: str, heads_field: str) -> None:
+        """Attention needs the width split evenly over heads."""
+        dim, heads = getattr(self, dim_field), getattr(self, heads_field)
+        if dim % heads:
+            raise TemporalConfigError(
+                f"{type(self).__name__}.{dim_field}={dim} is not divisible by {heads_field}={heads}"
+            )
+
+    def require_choice(self, field_name: str, choices: tuple[str, ...]) -> None:
+        value = getattr(self, field_name)
+        if value not in choices:
+            raise TemporalConfigError(
+                f"{type(self).__name__}.{field_name} must be one of {choices}, got {value!r}"
+            )
+
+
+@dataclass
+class AttentionStackConfig(TemporalEncoderConfig):
+    """Fields shared by the encoders built from attention layers over frame tokens.
+
+    Attributes:
+        max_frames: size of the learned frame position embedding (T must not exceed it).
+        num_layers: attention layers (blocks).
+        num_heads: attention heads (must divide input_dim).
+        mlp_ratio: feed-forward width as a multiple of input_dim.
+        dropout: attention and feed-forward dropout.
+    """
+
+    max_frames: int = 32
+    num_layers: int = 2
+    num_heads: int = 4
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.require_divisible("input_dim", "num_heads")
+
+
+def builder_arguments(builder_locals: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of a builder, from ``locals()`` taken as its first statement.
+
+    Lets each encoder's explicit keyword-only signature feed its config dataclass without
+    listing every field a second time (a test checks signature and dataclass agree).
+    """
+    return {name: value for name, value in builder_locals.items() if name not in ("self", "__class__")}
+
+
+class TemporalEncoder(nn.Module):
+    """Base class: validates inputs once, then calls the encoder's ``encode``."""
+
+    config_class: ClassVar[type[TemporalEncoderConfig]]
+    input_dim: int
+    output_dim: int
+
+    def __init__(self, config: TemporalEncoderConfig):
+        super().__init__()
+        self._config = config
+        self.input_dim = config.input_dim
+        self.output_dim = int(config.output_dim)  # resolved by __post_init__
+
+    @property
+    def config(self) -> TemporalEncoderConfig:
+        """A copy of the config this encoder was built from."""
+        return dataclasses.replace(self._config)
+
+    def config_dict(self) -> dict[str, Any]:
+        """The config as a JSON-serialisable dict (``from_config`` takes it back)."""
+        return dataclasses.asdict(self._config)
+
+    @classmethod
+    def component_path(cls) -> str:
+        """The dotted path a recipe's ``_component_`` uses for this class."""
+        return f"videovlm.models.temporal.{cls.__name__}"
+
+    @classmethod
+    def from_config(cls, config: TemporalEncoderConfig | Mapping[str, Any]) -> TemporalEncoder:
+        """Build from a config dataclass or from the dict ``config_dict()`` wrote."""
+        if isinstance(config, Mapping):
+            known = {f.name for f in dataclasses.fields(cls.config_class)}
+            unknown = sorted(set(config) - known)
+            if unknown:
+                raise TemporalConfigError(
+                    f"{cls.__name__} config has unknown key(s) {unknown}; known keys: {sorted(known)}"
+                )
+            missing = sorted(
+                f.name
+                for f in dataclasses.fields(cls.config_class)
+                if f.name not in config and f.default is dataclasses.MISSING
+            )
+            if missing:
+                raise TemporalConfigError(f"{cls.__name__} config is missing required key(s) {missing}")
+            fields = dict(config)
+        elif isinstance(config, cls.config_class):
+            fields = dataclasses.asdict(config)
+        else:
+            raise TemporalConfigError(
+                f"{cls.__name__}.from_config expects {cls.config_class.__name__} or a mapping, "
+                f"got {type(config).__name__}"
+            )
+        return cls(**fields)
+
+    def num_output_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
+        """M for an input of ``num_frames`` frames of ``tokens_per_frame`` tokens each."""
+        raise TypeError(f"{type(self).__name__} must define num_output_tokens")
+
+    def encode(self, frame_tokens: Tensor, frame_mask: Tensor) -> VideoTokens:
+        """The encoder's computation on validated inputs: mask filled in, padded frames zeroed."""
+        raise TypeError(f"{type(self).__name__} must define encode")
+
+    def forward(self, frame_tokens: Tensor, frame_mask: Tensor | None = None) -> VideoTokens:
+        """frame_tokens (B, T, N, D); frame_mask (B, T) bool, True = real frame; None = all real."""
+        frame_mask = check_frame_inputs(frame_tokens, frame_mask, input_dim=self.input_dim, owner=type(self).__name__)
+        # Zero padded frames up front: masked attention gives them zero weight, but 0 * NaN is
+        # still NaN, and convolutions and sums would otherwise see their content.
+        frame_tokens = frame_tokens.masked_fill(~frame_mask[:, :, None, None], 0.0)  # (B, T, N, D)
+        return self.encode(frame_tokens, frame_mask)
+
+
+def check_frame_inputs(frame_tokens: Tensor, frame_mask: Tensor | None, *, input_dim: int, owner: str) -> Tensor:
+    """Validate the shared input contract and return a bool ``(B, T)`` mask."""
+    if not isinstance(frame_tokens, Tensor) or frame_tokens.dim() != 4:
+        shape = tuple(frame_tokens.shape) if isinstance(frame_tokens, Tensor) else type(frame_tokens).__name__
+        raise TemporalInputError(f"{owner}: frame_tokens must be a (B, T, N, D) tensor, got {shape}")
+    batch, num_frames, _, dim = frame_tokens.shape
+    if dim != input_dim:
+        raise TemporalInputError(f"{owner}: frame_tokens last dim is {dim}, the encoder's input_dim is {input_dim}")
+    if num_frames < 1:
+        raise TemporalInputError(f"{owner}: frame_tokens has no frames (T=0)")
+    if frame_mask is None:
+        return torch.ones(batch, num_frames, dtype=torch.bool, device=frame_tokens.device)
+    if frame_mask.dtype != torch.bool:
+        raise TemporalInputError(f"{owner}: frame_mask must be bool (True = real frame), got {frame_mask.dtype}")
+    if tuple(frame_mask.shape) != (batch, num_frames):
+        raise TemporalInputError(
+            f"{owner}: frame_mask shape {tuple(frame_mask.shape)} does not match frame_tokens (B, T) = {(batch, num_frames)}"
+        )
+    empty = (~frame_mask.any(dim=1)).nonzero().flatten().tolist()
+    if empty:
+        raise TemporalInputError(f"{owner}: frame_mask has no real frame for batch item(s) {empty}")
+    # A real frame after a padded one means padding is not at the end.
+    not_prefix = (frame_mask[:, 1:] & ~frame_mask[:, :-1]).any(dim=1).nonzero().flatten().tolist()
+    if not_prefix:
+        raise TemporalInputError(
+            f"{owner}: frame_mask rows {not_prefix} have a real frame after a padded one; padding must be appended at the end"
+        )
+    return frame_mask
+
+
+def frame_position_table(embedding: nn.Embedding, num_frames: int, *, owner: str) -> Tensor:
+    """Rows 0..T-1 of a learned frame position embedding, with a clear error past its size."""
+    if num_frames > embedding.num_embeddings:
+        raise TemporalInputError(
+            f"{owner}: got {num_frames} frames but max_frames is {embedding.num_embeddings}; "
+            "raise max_frames in the config or sample fewer frames"
+        )
+    return embedding(torch.arange(num_frames, device=embedding.weight.device))  # (T, D)
+
+
+def output_projection(input_dim: int, output_dim: int) -> nn.Module:
+    """A linear map to the output width, or nothing when the widths already agree."""
+    return nn.Identity() if input_dim == output_dim else nn.Linear(input_dim, output_dim)
+
+
+def feed_forward(dim: int, mlp_ratio: float, dropout: float) -> nn.Sequential:
+    """Pre-norm transformer MLP (the residual is added by the caller)."""
+    hidden = max(1, int(round(dim * mlp_ratio)))
+    return nn.Sequential(
+        nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim)
+    )
+
+
+def split_patch_grid(frame_tokens: Tensor, *, has_cls_token: bool, owner: str) -> tuple[Tensor | None, Tensor]:
+    """Split (B, T, N, D) frame tokens into the optional leading CLS token and a square patch grid.
+
+    Returns ``(cls (B, T, D) or None, grid (B, T, D, h, w))``. Vision towers such as CLIP put
+    one CLS token before a row-major square grid of patches (112 px / 16 px patches -> 1 + 7x7).
+    """
+    side = grid_side(frame_tokens.shape[2], has_cls_token=has_cls_token, owner=owner)
+    cls_token = frame_tokens[:, :, 0] if has_cls_token else None
+    patches = frame_tokens[:, :, 1:] if has_cls_token else frame_tokens
+    grid = rearrange(patches, "b t (h w) d -> b t d h w", h=side, w=side)  # (B, T, D, h, w)
+    return cls_token, grid
+
+
+def grid_side(tokens_per_frame: int, *, has_cls_token: bool, owner: str) -> int:
+    """Side of the square patch grid for ``tokens_per_frame`` tokens (CLS excluded if present)."""
+    num_patches = tokens_per_frame - int(has_cls_token)
+    side = math.isqrt(max(num_patches, 0))
+    if num_patches <= 0 or side * side != num_patches:
+        hint = " after removing the CLS token" if has_cls_token else " (set has_cls_token=True if token 0 is a CLS token)"
+        raise TemporalInputError(f"{owner}: {num_patches} patch tokens per frame{hint} do not form a square grid")
+    return side
+
+
+def zero_masked_tokens(tokens: Tensor, mask: Tensor) -> VideoTokens:
+    """Zero the output tokens that come only from padded frames and pair them with their mask."""
+    return VideoTokens(tokens=tokens.masked_fill(~mask[..., None], 0.0), mask=mask)  # (B, M, D), (B, M)
+
+
+def all_tokens_real(tokens: Tensor) -> VideoTokens:
+    """For encoders whose every output token summarises the real frames (queries, latents, means)."""
+    mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)  # (B, M)
+    return VideoTokens(tokens=tokens, mask=mask)

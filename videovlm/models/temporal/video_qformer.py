@@ -1,0 +1,115 @@
+"""Video-LLaMA's video Q-Former: frame position embedding, then M learned queries over all frame tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from einops import rearrange, repeat
+from torch import Tensor, nn
+from transformers import Blip2QFormerConfig, Blip2QFormerModel
+
+from videovlm.models.temporal.base import (
+    TemporalEncoder,
+    TemporalEncoderConfig,
+    VideoTokens,
+    builder_arguments,
+    all_tokens_real,
+    frame_position_table,
+    output_projection,
+)
+
+
+@dataclass
+class VideoQFormerConfig(TemporalEncoderConfig):
+    """Config of :class:`VideoQFormer`.
+
+    Attributes:
+        input_dim: D of the frame tokens (the Q-Former's ``encoder_hidden_size``).
+        output_dim: D_out of the video tokens (linear projection when it differs from hidden_size).
+        num_queries: M, the number of learned query tokens = video tokens out.
+        max_frames: size of the learned frame position embedding (T must not exceed it).
+        num_layers: Q-Former layers.
+        num_heads: attention heads (must divide hidden_size).
+        hidden_size: Q-Former width; ``None`` means input_dim.
+        intermediate_size: Q-Former feed-forward width; ``None`` means 4 * hidden_size.
+        cross_attention_frequency: a cross-attention to the frame tokens every this many layers
+            (Video-LLaMA uses 1: every layer; BLIP-2's image Q-Former uses 2).
+        dropout: hidden and attention dropout inside the Q-Former.
+    """
+
+    num_queries: int = 32
+    max_frames: int = 32
+    num_layers: int = 2
+    num_heads: int = 4
+    hidden_size: int | None = None
+    intermediate_size: int | None = None
+    cross_attention_frequency: int = 1
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.hidden_size is None:
+            self.hidden_size = self.input_dim
+        if self.intermediate_size is None:
+            self.intermediate_size = 4 * self.hidden_size
+        super().__post_init__()
+        self.require_divisible("hidden_size", "num_heads")
+
+
+class VideoQFormer(TemporalEncoder):
+    """(B, T, N, D) -> (B, num_queries, D_out) with transformers' ``Blip2QFormerModel``.
+
+    As in Video-LLaMA, a learned frame position embedding is added to every token of a frame;
+    the tokens of all frames are then flattened to (B, T*N, D) keys for the Q-Former's
+    cross-attention, with padded frames' tokens removed by ``encoder_attention_mask``.
+    """
+
+    config_class = VideoQFormerConfig
+
+    def __init__(
+        self,
+        *,
+        input_dim: int,
+        output_dim: int | None = None,
+        num_queries: int = 32,
+        max_frames: int = 32,
+        num_layers: int = 2,
+        num_heads: int = 4,
+        hidden_size: int | None = None,
+        intermediate_size: int | None = None,
+        cross_attention_frequency: int = 1,
+        dropout: float = 0.0,
+    ):
+        config = VideoQFormerConfig(**builder_arguments(locals()))
+        super().__init__(config)
+        qformer_width = int(config.hidden_size)
+        self.num_queries = num_queries
+        self.frame_position = nn.Embedding(max_frames, input_dim)
+        self.query_tokens = nn.Parameter(torch.randn(1, num_queries, qformer_width) * 0.02)  # (1, M, Dq)
+        self.qformer = Blip2QFormerModel(
+            Blip2QFormerConfig(
+                hidden_size=qformer_width,
+                num_hidden_layers=num_layers,
+                num_attention_heads=num_heads,
+                intermediate_size=int(config.intermediate_size),
+                hidden_dropout_prob=dropout,
+                attention_probs_dropout_prob=dropout,
+                cross_attention_frequency=cross_attention_frequency,
+                encoder_hidden_size=input_dim,
+            )
+        )
+        self.projection = output_projection(qformer_width, self.output_dim)
+
+    def num_output_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
+        return self.num_queries
+
+    def encode(self, frame_tokens: Tensor, frame_mask: Tensor) -> VideoTokens:
+        batch, num_frames, num_tokens, _ = frame_tokens.shape
+        positions = frame_position_table(self.frame_position, num_frames, owner=type(self).__name__)
+        tokens = frame_tokens + rearrange(positions, "t d -> 1 t 1 d")  # (B, T, N, D)
+        keys = rearrange(tokens, "b t n d -> b (t n) d")  # (B, T*N, D)
+        key_mask = repeat(frame_mask, "b t -> b (t n)", n=num_tokens).long()  # (B, T*N), 1 = visible
+        queries = self.query_tokens.expand(batch, -1, -1)  # (B, M, Dq)
+        output = self.qformer(query_embeds=queries, encoder_hidden_states=keys, encoder_attention_mask=key_mask)
+        video = self.projection(output.last_hidden_state)  # (B, M, D_out)
+        return all_tokens_real(video)
