@@ -1,0 +1,232 @@
+"""Per-video work of ``videovlm extract``, run in a worker process: open, sample, decode,
+resize, encode images, draw the contact sheet, and (jpg/png) publish the video's folder
+atomically."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+FRAMES_JSON = "frames.json"
+CONTACT_SHEET = "contact_sheet.png"
+_PIL_FORMATS = {"jpg": "JPEG", "png": "PNG"}
+_JPEG_QUALITY = 95
+_THUMB_WIDTH = 160
+_CAPTION_HEIGHT = 14
+
+
+@dataclass(frozen=True)
+class FrameSize:
+    """Output frame size: ``short_side`` scales the short side to that many pixels keeping
+    the aspect ratio; ``width``/``height`` give an exact size. All None: the video's size."""
+
+    short_side: int | None = None
+    width: int | None = None
+    height: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> FrameSize:
+        """``"224"`` (short side) or ``"320x240"`` (width x height)."""
+        width, x, height = text.lower().partition("x")
+        try:
+            values = [int(v) for v in ((width, height) if x else (width,))]
+        except ValueError:
+            raise ValueError(f"--size {text!r}: expected N (short side) or WxH, e.g. 224 or 320x240") from None
+        if any(v < 1 for v in values):
+            raise ValueError(f"--size {text!r}: sizes must be >= 1 pixel")
+        return cls(width=values[0], height=values[1]) if x else cls(short_side=values[0])
+
+    def for_source(self, width: int, height: int) -> tuple[int, int]:
+        """``(width, height)`` of the output for a ``width`` x ``height`` video."""
+        if self.width is not None and self.height is not None:
+            return self.width, self.height
+        if self.short_side is not None:
+            scale = self.short_side / min(width, height)
+            return max(1, round(width * scale)), max(1, round(height * scale))
+        return width, height
+
+
+@dataclass(frozen=True)
+class ExtractJob:
+    """One video for a worker (plain fields: it crosses to the worker process).
+
+    Fields:
+        key: output name under OUTPUT.
+        path: the video file.
+        sampler: sampler spec (``parse_sampler``).
+        backend: reader backend (``open_video``).
+        size: output frame size.
+        image_format: ``jpg`` or ``png`` (wds shards hold jpg).
+        contact_sheet: where to write the contact sheet PNG, or None for none.
+        staging_dir: jpg/png: the temporary folder to write into; None for wds (the
+            encoded files come back to the parent, which writes the shard).
+        final_dir: jpg/png: the video's output folder.
+    """
+
+    key: str
+    path: str
+    sampler: str
+    backend: str
+    size: FrameSize
+    image_format: str
+    contact_sheet: str | None
+    staging_dir: str | None
+    final_dir: str | None
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    """What a worker sends back. ``error`` is set on failure; for wds, ``files`` holds the
+    encoded frames by member name and ``record`` the frames.json content."""
+
+    key: str
+    path: str
+    error: str | None = None
+    record: dict | None = None
+    files: dict[str, bytes] | None = None
+
+
+def extract_video(job: ExtractJob) -> ExtractResult:
+    """Extract one video; never raises (a failure is a result, so the run goes on)."""
+    try:
+        record, files = _decode_and_encode(job)
+        if job.staging_dir is not None and job.final_dir is not None:
+            _write_files(Path(job.staging_dir), files, record)
+            publish_folder(Path(job.staging_dir), Path(job.final_dir))
+            return ExtractResult(key=job.key, path=job.path, record=record)
+        return ExtractResult(key=job.key, path=job.path, record=record, files=files)
+    except Exception as e:  # noqa: BLE001  any failure of one video is reported, not raised
+        message = str(e) or type(e).__name__
+        if job.path not in message:
+            message = f"{job.path}: {message}"
+        return ExtractResult(key=job.key, path=job.path, error=f"{type(e).__name__}: {message}")
+
+
+def _decode_and_encode(job: ExtractJob) -> tuple[dict, dict[str, bytes]]:
+    # Imported here: the parent process never decodes, and workers import once.
+    from videovlm.video import open_video
+    from videovlm.video.samplers import parse_sampler
+
+    with open_video(job.path, backend=job.backend, num_threads=1) as reader:
+        metadata = reader.metadata
+        sample = parse_sampler(job.sampler)(metadata)
+        batch = reader.get_frames(sample.indices)
+        backend = reader.backend
+    out_width, out_height = job.size.for_source(metadata.width, metadata.height)
+    images = []
+    for frame in batch.frames.numpy():
+        image = Image.fromarray(np.ascontiguousarray(frame), mode="RGB")
+        if image.size != (out_width, out_height):
+            image = image.resize((out_width, out_height), Image.Resampling.BICUBIC)
+        images.append(image)
+    suffix = job.image_format
+    files = {f"{n:06d}.{suffix}": _encode(image, suffix) for n, image in enumerate(images)}
+    record = {
+        "video": job.path,
+        "key": job.key,
+        "stream": metadata.stream_index,
+        "sampler": sample.spec,
+        "indices": list(sample.indices),
+        "pts": list(sample.pts),
+        "valid": list(sample.valid),
+        "clips": [list(c) for c in sample.clips] if sample.clips is not None else None,
+        "files": list(files),
+        "width": out_width,
+        "height": out_height,
+        # The video's own frame count, rate and size (the sample is `indices`).
+        "num_frames": metadata.num_frames,
+        "fps": metadata.fps,
+        "duration": metadata.duration,
+        "source_width": metadata.width,
+        "source_height": metadata.height,
+        "backend": backend,
+    }
+    if job.contact_sheet is not None:
+        sheet = contact_sheet(images, sample.pts, sample.indices, sample.valid)
+        if job.staging_dir is not None:
+            files[CONTACT_SHEET] = sheet
+        else:
+            write_atomic(Path(job.contact_sheet), sheet)
+    return record, files
+
+
+def _encode(image: Image.Image, suffix: str) -> bytes:
+    buffer = io.BytesIO()
+    if suffix == "jpg":
+        image.save(buffer, format="JPEG", quality=_JPEG_QUALITY)
+    else:
+        image.save(buffer, format=_PIL_FORMATS[suffix])
+    return buffer.getvalue()
+
+
+def contact_sheet(images: list[Image.Image], pts, indices, valid) -> bytes:
+    """A PNG grid of thumbnails with ``t=<pts>s #<index>`` under each (``pad`` when the
+    position is padding), for a human to check what a sampler picked."""
+    columns = max(1, math.ceil(math.sqrt(len(images))))
+    rows = max(1, math.ceil(len(images) / columns))
+    width, height = images[0].size if images else (_THUMB_WIDTH, _THUMB_WIDTH)
+    thumb_height = max(1, round(height * _THUMB_WIDTH / width))
+    cell_height = thumb_height + _CAPTION_HEIGHT
+    sheet = Image.new("RGB", (columns * _THUMB_WIDTH, rows * cell_height), "black")
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
+    for n, image in enumerate(images):
+        x, y = (n % columns) * _THUMB_WIDTH, (n // columns) * cell_height
+        sheet.paste(image.resize((_THUMB_WIDTH, thumb_height), Image.Resampling.BILINEAR), (x, y))
+        caption = f"t={pts[n]:.2f}s #{indices[n]}" + ("" if valid[n] else " pad")
+        draw.text((x + 2, y + thumb_height + 1), caption, fill="white", font=font)
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary name beside ``path``, then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+def _write_files(staging: Path, files: dict[str, bytes], record: dict) -> None:
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    for name, data in files.items():
+        (staging / name).write_bytes(data)
+    (staging / FRAMES_JSON).write_text(json.dumps(record), encoding="utf-8")
+
+
+def publish_folder(staging: Path, final: Path) -> None:
+    """Make ``staging`` the video's output folder ``final`` so that ``final/frames.json``
+    (the "done" mark) exists only once every file is in place.
+
+    Usually one atomic rename. When ``final`` already exists (a folder that other keys
+    nest under, or what a killed run left behind), its old files are removed and the new
+    ones moved in one by one, ``frames.json`` last; sub-folders (other keys) stay.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.rename(staging, final)
+        return
+    except OSError:
+        if not final.is_dir():
+            raise
+    done_mark = final / FRAMES_JSON
+    done_mark.unlink(missing_ok=True)
+    new_names = {p.name for p in staging.iterdir()}
+    for old in final.iterdir():
+        if old.is_file() and old.name not in new_names:
+            old.unlink()
+    for name in sorted(new_names - {FRAMES_JSON}):
+        os.replace(staging / name, final / name)
+    os.replace(staging / FRAMES_JSON, done_mark)
+    staging.rmdir()
