@@ -249,3 +249,20 @@ def test_empty_metadata_is_a_clear_error():
     )
     with pytest.raises(SamplingError, match="empty.mp4.*no frames"):
         parse_sampler("uniform:8")(meta)
+
+
+def test_real_files_keyframes_window_and_pts_agree_with_reader(testvideos):
+    from videovlm.video import open_video
+
+    with open_video(testvideos / "nasa_13013.mp4", stream_index=3) as reader:
+        meta = reader.metadata
+        assert parse_sampler("keyframes:8")(meta).indices == (0, 240)
+        sample = parse_sampler("fps:1")(meta)  # 13.013 s at 29.97 fps: the centre of each second
+        assert sample.indices == tuple(range(15, 390, 30))
+        assert reader.get_frames_at(sample.pts).indices == sample.indices
+    with open_video(testvideos / "test_non_zero_start.mp4") as reader:
+        # First frame at pts 8.333 s: the window counts from it.
+        sample = parse_sampler("uniform:2,start=0.1,end=0.3")(reader.metadata)
+        assert sample.indices == (4, 7)
+        assert sample.pts[0] == pytest.approx(8.4663, abs=1e-3)
+        assert reader.get_frames_at(sample.pts).indices == sample.indices
