@@ -220,6 +220,12 @@ def test_bad_configs_name_the_field():
         MeanPool.from_config({"input_dim": DIM, "bogus": 1})
     with pytest.raises(TemporalConfigError, match="input_dim"):
         PerceiverResampler.from_config({"num_latents": 4})
+    with pytest.raises(TemporalConfigError, match=r"num_queries must be <class 'int'>, got '8'"):
+        VideoQFormer.from_config({"input_dim": DIM, "num_queries": "8"})
+    with pytest.raises(TemporalConfigError, match="pool_time"):
+        DividedSpaceTime(input_dim=DIM, pool_time=1)
+    with pytest.raises(TemporalConfigError, match="dropout"):
+        PerceiverResampler(input_dim=DIM, dropout=1.5)
 
 
 def test_bad_inputs_give_clear_errors():

@@ -20,8 +20,11 @@ Adam steps at std 0.02, and did at std 1).
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -63,8 +66,14 @@ class TemporalEncoderConfig:
     def __post_init__(self) -> None:
         if self.output_dim is None:
             self.output_dim = self.input_dim
+        hints = typing.get_type_hints(type(self))
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
+            # Configs come back from JSON: catch "32" for 32 or 1 for True here, with the field name.
+            if not _matches_hint(value, hints[field.name]):
+                raise TemporalConfigError(
+                    f"{type(self).__name__}.{field.name} must be {hints[field.name]}, got {value!r} ({type(value).__name__})"
+                )
             # Every int field of every encoder config is a size or a count: all must be >= 1.
             if isinstance(value, bool):
                 continue
@@ -123,7 +132,20 @@ def builder_arguments(builder_locals: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in builder_locals.items() if name not in ("self", "__class__")}
 
 
-class TemporalEncoder(nn.Module):
+def _matches_hint(value: Any, hint: Any) -> bool:
+    """Whether a config value fits its annotation (the few kinds encoder configs use)."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return any(_matches_hint(value, option) for option in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+class TemporalEncoder(nn.Module, abc.ABC):
     """Base class: validates inputs once, then calls the encoder's ``encode``."""
 
     config_class: ClassVar[type[TemporalEncoderConfig]]
@@ -177,13 +199,13 @@ class TemporalEncoder(nn.Module):
             )
         return cls(**fields)
 
+    @abc.abstractmethod
     def num_output_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
         """M for an input of ``num_frames`` frames of ``tokens_per_frame`` tokens each."""
-        raise TypeError(f"{type(self).__name__} must define num_output_tokens")
 
+    @abc.abstractmethod
     def encode(self, frame_tokens: Tensor, frame_mask: Tensor) -> VideoTokens:
         """The encoder's computation on validated inputs: mask filled in, padded frames zeroed."""
-        raise TypeError(f"{type(self).__name__} must define encode")
 
     def forward(self, frame_tokens: Tensor, frame_mask: Tensor | None = None) -> VideoTokens:
         """frame_tokens (B, T, N, D); frame_mask (B, T) bool, True = real frame; None = all real."""
