@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.data.conftest import SMALL
-from videovlm.data.synthetic import ANSWERS_BY_TYPE, QUESTION_TYPES, SPLITS, corpus_texts, generate
+from videovlm.data.synthetic import ANSWERS_BY_TYPE, QUESTION_TYPES, SPLITS, TEMPORAL_QUESTION_TYPES, corpus_texts, generate
 from videovlm.data.synthetic.generate import SPLIT_FILES
 from videovlm.data.synthetic.questions import sample_questions
 from videovlm.data.synthetic.scene import sample_scene
@@ -34,6 +34,11 @@ def test_layout_and_counts(synth_dir):
         assert (meta.num_frames, meta.width, meta.height, meta.fps) == (16, 112, 112, 8.0)
     stats = json.loads((synth_dir / "stats.json").read_text())
     assert stats["splits"]["train"]["videos"] == SMALL["train"]
+    for kind, t in stats["splits"]["train"]["question_types"].items():
+        if t["count"]:
+            assert t["chance_ceiling"] == round(max(t["answers"].values()) / t["count"], 4)
+            # Every temporal item flips under reversal (worth 1/2 order-blind), no static one does.
+            assert t["order_blind_ceiling"] == (0.5 if kind in TEMPORAL_QUESTION_TYPES else 1.0), kind
 
 
 def test_same_seed_same_output_for_any_worker_count(synth_dir, tmp_path):

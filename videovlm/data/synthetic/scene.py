@@ -2,9 +2,10 @@
 
 Sampling is symmetric under time reversal (an appear-late frame is drawn from the mirror image
 of the disappear-early range, a colour change frame from a range symmetric about the middle,
-left/right and up/down equally likely), so a video and its reversal are equally likely. That is
-what makes the order-blind ceilings in the dataset card exact: from an unordered bag of frames a
-model cannot tell a video from its reversal.
+left/right and up/down equally likely), and half of the scenes are finally played backwards, so
+a video and its reversal are exactly equally likely. That is what makes the order-blind ceilings
+in the dataset card exact: from an unordered bag of frames a model cannot tell a video from its
+reversal.
 """
 
 from __future__ import annotations
@@ -165,7 +166,10 @@ def sample_scene(rng: np.random.Generator, *, video_id: str, size: int, num_fram
                 break
             objects.append(obj)
         else:
-            return VideoAnnotation(video_id=video_id, video=f"videos/{video_id}.mp4", num_frames=num_frames, fps=float(fps), width=size, height=size, objects=tuple(objects))
+            ann = VideoAnnotation(video_id=video_id, video=f"videos/{video_id}.mp4", num_frames=num_frames, fps=float(fps), width=size, height=size, objects=tuple(objects))
+            # Playing half of the scenes backwards makes P(video) = P(reversed video) exactly,
+            # whatever asymmetry the sequential placement above has (e.g. the forced pair).
+            return reverse_annotation(ann) if rng.random() < 0.5 else ann
     raise RuntimeError(f"{video_id}: could not place non-overlapping objects in {config.max_tries} tries (size {size} px too small?)")
 
 
