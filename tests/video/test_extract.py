@@ -204,3 +204,24 @@ def test_timeout_kills_a_hung_video(tmp_path, capsys):
     (failure,) = read_failures(out / "failures.jsonl")
     assert failure["key"] == "hang" and "TimeoutError" in failure["error"] and "killed" in failure["error"]
     assert (out / "good" / "frames.json").is_file() and not (out / "hang").exists()
+
+
+def test_unfinished_shard_is_never_published(tmp_path):
+    from videovlm.video.extract.sinks import ShardSink, done_shard_keys
+
+    out = tmp_path / "out"
+    out.mkdir()
+    sink = ShardSink(out, out / ".partial" / "all", "videos", max_count=2)
+    for key in ("a", "b", "c"):
+        sink.write(key, {"000000.jpg": b"jpeg bytes"}, {"key": key})
+    # The first shard filled up and was renamed in; the second is still being written.
+    assert [p.name for p in out.glob("*.tar")] == ["videos-000000.tar"]
+    sink.discard()  # what an error or Ctrl-C does
+    assert [p.name for p in out.glob("*.tar")] == ["videos-000000.tar"]
+    assert done_shard_keys(out) == {"a", "b"}
+    # The next run continues the numbering.
+    sink = ShardSink(out, out / ".partial" / "all", "videos", max_count=2)
+    sink.write("c", {"000000.jpg": b"jpeg bytes"}, {"key": "c"})
+    sink.close()
+    assert sorted(p.name for p in out.glob("*.tar")) == ["videos-000000.tar", "videos-000001.tar"]
+    assert done_shard_keys(out) == {"a", "b", "c"}

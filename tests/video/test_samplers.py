@@ -79,6 +79,10 @@ def test_spec_is_canonical_and_builders_match():
     assert clips(clip_len=16, frame_interval=2, num_clips=4).spec == "clips:16,interval=2,num=4"
     with pytest.raises(TypeError):
         uniform(8)  # builders are keyword-only
+    with pytest.raises(SamplerSpecError, match="'start'.*seconds"):
+        uniform(num_frames=8, start="1")
+    with pytest.raises(SamplerSpecError, match="'rate'"):
+        fps(rate=True)
 
 
 @pytest.mark.parametrize(

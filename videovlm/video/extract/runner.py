@@ -10,6 +10,7 @@ import tarfile
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pebble
 from tqdm import tqdm
@@ -55,7 +56,8 @@ def _context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
-def _failure_text(future: Future, timeout: float) -> tuple[ExtractResult | None, str | None]:
+def _outcome(future: Future, timeout: float) -> tuple[ExtractResult | None, str | None]:
+    """``(result, None)``, or ``(None, error message)`` when the worker gave no result."""
     try:
         return future.result(), None
     except TimeoutError:
@@ -163,44 +165,20 @@ def extract_videos(
     done = 0
     bar = tqdm(total=len(jobs), unit="video", desc="extract", disable=not progress, file=sys.stderr)
     try:
-        if jobs:
-            pool = pebble.ProcessPool(max_workers=min(workers, len(jobs)), initializer=_init_worker, context=_context())
-            try:
-                pending: dict[Future, ExtractJob] = {}
-                queue = iter(jobs)
-                # A bounded number in flight: memory stays flat on millions of videos.
-                limit = 2 * workers
-                while True:
-                    for job in queue:
-                        pending[pool.schedule(extract_video, args=(job,), timeout=timeout)] = job
-                        if len(pending) >= limit:
-                            break
-                    if not pending:
-                        break
-                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        job = pending.pop(future)
-                        result, error = _failure_text(future, timeout)
-                        if result is not None and result.error is not None:
-                            error = result.error
-                        if error is None and result is not None:
-                            if wds_mode:
-                                sink.write(job.key, result.files or {}, result.record or {})
-                            done += 1
-                        else:
-                            if job.staging_dir is not None:
-                                shutil.rmtree(job.staging_dir, ignore_errors=True)
-                            failures.add(video=job.path, key=job.key, error=error or "unknown error")
-                        bar.update(1)
-            except BaseException:
-                pool.stop()
-                raise
-            finally:
-                pool.close()
-                pool.join()
+        for job, result, error in _run_jobs(jobs, workers=workers, timeout=timeout):
+            if result is not None and error is None:
+                if wds_mode:
+                    sink.write(job.key, result.files or {}, result.record or {})
+                done += 1
+            else:
+                if job.staging_dir is not None:
+                    shutil.rmtree(job.staging_dir, ignore_errors=True)
+                failures.add(video=job.path, key=job.key, error=error or "unknown error")
+            bar.update(1)
+        sink.close()  # publishes the last shard
     finally:
+        sink.discard()  # after an error or interrupt: the unfinished shard is dropped, never published
         bar.close()
-        sink.close()
         failures.close()
         shutil.rmtree(staging_root, ignore_errors=True)
         try:
@@ -208,3 +186,39 @@ def extract_videos(
         except OSError:
             pass  # other --shard parts still running, or never created
     return ExtractSummary(done=done, skipped=skipped, failed=failures.count, failures_path=failures_path)
+
+
+def _run_jobs(
+    jobs: list[ExtractJob], *, workers: int, timeout: float
+) -> Iterator[tuple[ExtractJob, ExtractResult | None, str | None]]:
+    """Run ``jobs`` in worker processes; yield ``(job, result, error)`` as each finishes.
+
+    A job still running ``timeout`` seconds after its worker started it has its worker
+    killed (pebble replaces it) and yields a TimeoutError message.
+    """
+    if not jobs:
+        return
+    pool = pebble.ProcessPool(max_workers=min(workers, len(jobs)), initializer=_init_worker, context=_context())
+    try:
+        pending: dict[Future, ExtractJob] = {}
+        queue = iter(jobs)
+        # A bounded number in flight: memory stays flat on millions of videos.
+        limit = 2 * workers
+        while True:
+            for job in queue:
+                pending[pool.schedule(extract_video, args=(job,), timeout=timeout)] = job
+                if len(pending) >= limit:
+                    break
+            if not pending:
+                return
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                job = pending.pop(future)
+                result, error = _outcome(future, timeout)
+                if error is None and result is not None:
+                    error = result.error
+                yield job, result, error
+    finally:
+        # Every result is in (or the run is aborted): workers are idle or must not go on.
+        pool.stop()
+        pool.join()

@@ -81,7 +81,16 @@ class ShardSink:
         self._writer.write({"__key__": wds_key(key), **files, "json": record})
 
     def close(self) -> None:
+        """Finish and publish the current shard."""
         if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def discard(self) -> None:
+        """Close the current shard without publishing it (it stays under ``staging``, which
+        the run removes); no-op after ``close``."""
+        if self._writer is not None:
+            self._writer.post = None
             self._writer.close()
             self._writer = None
 

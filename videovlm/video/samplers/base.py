@@ -155,10 +155,10 @@ class Sampler(ABC):
         def bad(token: str, reason: str) -> SamplerSpecError:
             return SamplerSpecError(f"{self.name}(...)", token, reason)
 
-        if self.start is not None and not (math.isfinite(self.start) and self.start >= 0):
-            raise bad("start", f"must be a finite number of seconds >= 0, got {self.start}")
-        if self.end is not None and not (math.isfinite(self.end) and self.end > 0):
-            raise bad("end", f"must be a finite number of seconds > 0, got {self.end}")
+        if self.start is not None and not (_is_seconds(self.start) and self.start >= 0):
+            raise bad("start", f"must be a finite number of seconds >= 0, got {self.start!r}")
+        if self.end is not None and not (_is_seconds(self.end) and self.end > 0):
+            raise bad("end", f"must be a finite number of seconds > 0, got {self.end!r}")
         if self.start is not None and self.end is not None and self.end <= self.start:
             raise bad("end", f"must be after start ({self.end} <= {self.start})")
         if self.short not in SHORT_POLICIES:
@@ -233,12 +233,16 @@ class Sampler(ABC):
             raise SamplingError(
                 window.path,
                 self.spec,
-                f"needs {need} frames but the window "
-                f"[{window.t_start:.3f}, {window.t_end:.3f}) s holds {len(frames)} (short=error)",
+                f"needs {need} frames but the window [{window.t_start:.3f}, {window.t_end:.3f}) s "
+                f"({window.count} frames) gives only {len(frames)} (short=error)",
             )
         indices = frames + [frames[-1]] * missing
         valid = [True] * len(frames) + [self.short == "repeat"] * missing
         return indices, valid
+
+
+def _is_seconds(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _format_value(value) -> str:

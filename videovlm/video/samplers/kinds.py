@@ -94,7 +94,7 @@ class FpsSampler(Sampler):
     options = {"min": "min_frames", "max": "max_frames"}
 
     def validate(self, bad) -> None:
-        if not (isinstance(self.rate, (int, float)) and 0 < self.rate < float("inf")):
+        if isinstance(self.rate, bool) or not (isinstance(self.rate, (int, float)) and 0 < self.rate < float("inf")):
             raise bad("rate", f"must be a number of frames per second > 0, got {self.rate!r}")
         _check_count(bad, "min", self.min_frames)
         if self.max_frames is not None:
