@@ -20,8 +20,8 @@ from videovlm.video.writer import write_video
 LEVEL_STEP = 8  # frame i is a flat grey of level 8 * i: a saved image says which frame it is
 
 
-def _write_clip(path: Path, num_frames: int) -> Path:
-    frames = [np.full((48, 64, 3), LEVEL_STEP * i, dtype=np.uint8) for i in range(num_frames)]
+def _write_clip(path: Path, num_frames: int, step: int = LEVEL_STEP) -> Path:
+    frames = [np.full((48, 64, 3), step * i, dtype=np.uint8) for i in range(num_frames)]
     return write_video(path, frames, fps=25, crf=10)
 
 
@@ -64,7 +64,8 @@ def test_jpg_layout_frames_json_failures_and_resume(video_folder, tmp_path, caps
         image = np.asarray(Image.open(out / "a" / f"{n:06d}.jpg"))
         assert image.shape == (32, 43, 3)
         assert abs(image.mean() - LEVEL_STEP * index) < 3, (n, index, image.mean())
-    assert Image.open(out / "a" / "contact_sheet.png").format == "PNG"
+    sheet = Image.open(out / "a" / "contact_sheet.png")
+    assert sheet.format == "PNG" and sheet.size[0] == 3 * 160  # 8 thumbnails on a 3-column grid
     # Nested and dotted names keep their relative path as the key.
     assert (out / "sub" / "b" / "frames.json").is_file() and (out / "sub" / "c.v2" / "frames.json").is_file()
     (failure,) = read_failures(out / "failures.jsonl")
@@ -170,10 +171,14 @@ def test_shards_are_disjoint_and_cover_the_input(video_folder, tmp_path, capsys)
 
 def test_list_inputs_manifests_and_globs(video_folder, tmp_path):
     csv_manifest = tmp_path / "m.csv"
-    csv_manifest.write_text(f"video,id\n{video_folder / 'a.mp4'},\nrel/x.mp4,x1\n")
+    csv_manifest.write_text(f"video,id\n{video_folder / 'a.mp4'},\nrel/x.mp4,x1\n../up.mp4,\n")
     entries = list_inputs(str(csv_manifest), output=tmp_path / "out")
-    assert [(e.key, e.problem) for e in entries] == [(str(video_folder / "a")[1:], None), ("x1", None)]
-    assert entries[1].path == str(tmp_path / "rel" / "x.mp4")
+    # No id: the path without its root; ".." in a manifest path is resolved, not kept in the key.
+    up = tmp_path.parent / "up"
+    assert [(e.key, e.problem) for e in entries] == sorted(
+        [(str(video_folder / "a")[1:], None), ("x1", None), (str(up)[1:], None)]
+    )
+    assert {e.path for e in entries} >= {str(tmp_path / "rel" / "x.mp4"), str(tmp_path.parent / "up.mp4")}
 
     json_manifest = tmp_path / "m.json"
     json_manifest.write_text(json.dumps([{"video": "v.mp4", "id": "ok/../../up"}]))
@@ -195,15 +200,20 @@ def test_timeout_kills_a_hung_video(tmp_path, capsys):
     # FFmpeg concat list (probed by content, whatever its name) whose only entry is a FIFO
     # that no one writes: opening it blocks forever inside FFmpeg.
     folder = tmp_path / "in"
-    _write_clip(folder / "good.mp4", 10)
+    _write_clip(folder / "good.mp4", 70, step=3)
     os.mkfifo(folder / "pipe.fifo")
     (folder / "hang.mp4").write_text("ffconcat version 1.0\nfile 'pipe.fifo'\n")
     out = tmp_path / "out"
-    assert extract(folder, out, "--timeout", "2") == 0
+    assert extract(folder, out, "--timeout", "2", "--sampler", "fps:1000", "--format", "png") == 0
     assert capsys.readouterr().out.startswith("done 1, skipped 0 (already done), failed 1")
     (failure,) = read_failures(out / "failures.jsonl")
     assert failure["key"] == "hang" and "TimeoutError" in failure["error"] and "killed" in failure["error"]
-    assert (out / "good" / "frames.json").is_file() and not (out / "hang").exists()
+    assert not (out / "hang").exists()
+    # The good video meanwhile: every frame (decoded in several chunks), in order, as png.
+    record = json.loads((out / "good" / "frames.json").read_text())
+    assert record["indices"] == list(range(70)) and record["files"][-1] == "000069.png"
+    for n in (0, 63, 64, 69):
+        assert abs(np.asarray(Image.open(out / "good" / f"{n:06d}.png")).mean() - 3 * n) < 3
 
 
 def test_unfinished_shard_is_never_published(tmp_path):

@@ -11,9 +11,12 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from videovlm.video.samplers.base import spread
 
 FRAMES_JSON = "frames.json"
 CONTACT_SHEET = "contact_sheet.png"
@@ -21,6 +24,8 @@ _PIL_FORMATS = {"jpg": "JPEG", "png": "PNG"}
 _JPEG_QUALITY = 95
 _THUMB_WIDTH = 160
 _CAPTION_HEIGHT = 14
+_DECODE_CHUNK = 64  # frames decoded and held at once per video
+_SHEET_MAX = 64  # thumbnails on a contact sheet, evenly spread over the sample
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,8 @@ class ExtractJob:
         backend: reader backend (``open_video``).
         size: output frame size.
         image_format: ``jpg`` or ``png`` (wds shards hold jpg).
-        contact_sheet: where to write the contact sheet PNG, or None for none.
+        contact_sheet: where the contact sheet PNG (at most 64 of the frames, evenly
+            spread) ends up, or None for none.
         staging_dir: jpg/png: the temporary folder to write into; None for wds (the
             encoded files come back to the parent, which writes the shard).
         final_dir: jpg/png: the video's output folder.
@@ -97,11 +103,16 @@ class ExtractResult:
 def extract_video(job: ExtractJob) -> ExtractResult:
     """Extract one video; never raises (a failure is a result, so the run goes on)."""
     try:
-        record, files = _decode_and_encode(job)
         if job.staging_dir is not None and job.final_dir is not None:
-            _write_files(Path(job.staging_dir), files, record)
-            publish_folder(Path(job.staging_dir), Path(job.final_dir))
+            staging = Path(job.staging_dir)
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            record = _decode_and_encode(job, lambda name, data: (staging / name).write_bytes(data))
+            (staging / FRAMES_JSON).write_text(json.dumps(record), encoding="utf-8")
+            publish_folder(staging, Path(job.final_dir))
             return ExtractResult(key=job.key, path=job.path, record=record)
+        files: dict[str, bytes] = {}
+        record = _decode_and_encode(job, files.__setitem__)
         return ExtractResult(key=job.key, path=job.path, record=record, files=files)
     except Exception as e:  # noqa: BLE001  any failure of one video is reported, not raised
         message = str(e) or type(e).__name__
@@ -110,25 +121,34 @@ def extract_video(job: ExtractJob) -> ExtractResult:
         return ExtractResult(key=job.key, path=job.path, error=f"{type(e).__name__}: {message}")
 
 
-def _decode_and_encode(job: ExtractJob) -> tuple[dict, dict[str, bytes]]:
+def _decode_and_encode(job: ExtractJob, emit: Callable[[str, bytes], object]) -> dict:
+    """Decode the sampled frames, hand each encoded file to ``emit(name, data)`` (and the
+    wds contact sheet to its path); return the frames.json record."""
     # Imported here: the parent process never decodes, and workers import once.
     from videovlm.video import open_video
     from videovlm.video.samplers import parse_sampler
 
+    suffix = job.image_format
+    names: list[str] = []
+    thumbnails: list[Image.Image] = []
     with open_video(job.path, backend=job.backend, num_threads=1) as reader:
         metadata = reader.metadata
         sample = parse_sampler(job.sampler)(metadata)
-        batch = reader.get_frames(sample.indices)
+        out_width, out_height = job.size.for_source(metadata.width, metadata.height)
+        on_sheet = set(spread(min(_SHEET_MAX, len(sample)), len(sample))) if job.contact_sheet else set()
+        # In chunks: an fps sampler over a long video may pick thousands of frames, which
+        # must not all sit decoded in memory at once.
+        for chunk_start in range(0, len(sample.indices), _DECODE_CHUNK):
+            batch = reader.get_frames(sample.indices[chunk_start : chunk_start + _DECODE_CHUNK])
+            for offset, frame in enumerate(batch.frames.numpy()):
+                image = Image.fromarray(np.ascontiguousarray(frame))
+                if image.size != (out_width, out_height):
+                    image = image.resize((out_width, out_height), Image.Resampling.BICUBIC)
+                names.append(f"{chunk_start + offset:06d}.{suffix}")
+                emit(names[-1], _encode(image, suffix))
+                if chunk_start + offset in on_sheet:
+                    thumbnails.append(_thumbnail(image))
         backend = reader.backend
-    out_width, out_height = job.size.for_source(metadata.width, metadata.height)
-    images = []
-    for frame in batch.frames.numpy():
-        image = Image.fromarray(np.ascontiguousarray(frame), mode="RGB")
-        if image.size != (out_width, out_height):
-            image = image.resize((out_width, out_height), Image.Resampling.BICUBIC)
-        images.append(image)
-    suffix = job.image_format
-    files = {f"{n:06d}.{suffix}": _encode(image, suffix) for n, image in enumerate(images)}
     record = {
         "video": job.path,
         "key": job.key,
@@ -138,7 +158,7 @@ def _decode_and_encode(job: ExtractJob) -> tuple[dict, dict[str, bytes]]:
         "pts": list(sample.pts),
         "valid": list(sample.valid),
         "clips": [list(c) for c in sample.clips] if sample.clips is not None else None,
-        "files": list(files),
+        "files": names,
         "width": out_width,
         "height": out_height,
         # The video's own frame count, rate and size (the sample is `indices`).
@@ -150,12 +170,18 @@ def _decode_and_encode(job: ExtractJob) -> tuple[dict, dict[str, bytes]]:
         "backend": backend,
     }
     if job.contact_sheet is not None:
-        sheet = contact_sheet(images, sample.pts, sample.indices, sample.valid)
+        shown = sorted(on_sheet)
+        sheet = contact_sheet(
+            thumbnails,
+            [sample.pts[n] for n in shown],
+            [sample.indices[n] for n in shown],
+            [sample.valid[n] for n in shown],
+        )
         if job.staging_dir is not None:
-            files[CONTACT_SHEET] = sheet
+            emit(CONTACT_SHEET, sheet)
         else:
             write_atomic(Path(job.contact_sheet), sheet)
-    return record, files
+    return record
 
 
 def _encode(image: Image.Image, suffix: str) -> bytes:
@@ -167,22 +193,26 @@ def _encode(image: Image.Image, suffix: str) -> bytes:
     return buffer.getvalue()
 
 
-def contact_sheet(images: list[Image.Image], pts, indices, valid) -> bytes:
-    """A PNG grid of thumbnails with ``t=<pts>s #<index>`` under each (``pad`` when the
-    position is padding), for a human to check what a sampler picked."""
-    columns = max(1, math.ceil(math.sqrt(len(images))))
-    rows = max(1, math.ceil(len(images) / columns))
-    width, height = images[0].size if images else (_THUMB_WIDTH, _THUMB_WIDTH)
-    thumb_height = max(1, round(height * _THUMB_WIDTH / width))
-    cell_height = thumb_height + _CAPTION_HEIGHT
-    sheet = Image.new("RGB", (columns * _THUMB_WIDTH, rows * cell_height), "black")
+def _thumbnail(image: Image.Image) -> Image.Image:
+    height = max(1, round(image.height * _THUMB_WIDTH / image.width))
+    return image.resize((_THUMB_WIDTH, height), Image.Resampling.BILINEAR)
+
+
+def contact_sheet(thumbnails: list[Image.Image], pts, indices, valid) -> bytes:
+    """A PNG grid of same-size thumbnails with ``t=<pts>s #<index>`` under each (``pad``
+    when the position is padding), for a human to check what a sampler picked."""
+    columns = max(1, math.ceil(math.sqrt(len(thumbnails))))
+    rows = max(1, math.ceil(len(thumbnails) / columns))
+    width, height = thumbnails[0].size if thumbnails else (_THUMB_WIDTH, _THUMB_WIDTH)
+    cell_height = height + _CAPTION_HEIGHT
+    sheet = Image.new("RGB", (columns * width, rows * cell_height), "black")
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default()
-    for n, image in enumerate(images):
-        x, y = (n % columns) * _THUMB_WIDTH, (n // columns) * cell_height
-        sheet.paste(image.resize((_THUMB_WIDTH, thumb_height), Image.Resampling.BILINEAR), (x, y))
+    for n, thumbnail in enumerate(thumbnails):
+        x, y = (n % columns) * width, (n // columns) * cell_height
+        sheet.paste(thumbnail, (x, y))
         caption = f"t={pts[n]:.2f}s #{indices[n]}" + ("" if valid[n] else " pad")
-        draw.text((x + 2, y + thumb_height + 1), caption, fill="white", font=font)
+        draw.text((x + 2, y + height + 1), caption, fill="white", font=font)
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -194,15 +224,6 @@ def write_atomic(path: Path, data: bytes) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_bytes(data)
     os.replace(temporary, path)
-
-
-def _write_files(staging: Path, files: dict[str, bytes], record: dict) -> None:
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    for name, data in files.items():
-        (staging / name).write_bytes(data)
-    (staging / FRAMES_JSON).write_text(json.dumps(record), encoding="utf-8")
 
 
 def publish_folder(staging: Path, final: Path) -> None:

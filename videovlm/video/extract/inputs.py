@@ -199,7 +199,9 @@ def _scan_manifest(path: Path) -> list[VideoEntry]:
             raise ExtractUsageError(f"{where}: field 'video' must be a non-empty path, got {video!r}")
         video_path = Path(video.strip())
         if not video_path.is_absolute():
-            video_path = base / video_path
+            # Lexically normalised: "../clips/x.mp4" is a sibling folder's video, not a key
+            # with ".." in it.
+            video_path = Path(os.path.normpath(base / video_path))
         video_id = row.get("id")
         if video_id in (None, ""):
             key = _key_from_path(video_path, base)
