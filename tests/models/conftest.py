@@ -1,0 +1,38 @@
+"""Fixtures for the model tests: a tokenizer trained on sentences written here, uint8 frames."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+COLOURS = ("red", "blue", "green", "yellow", "purple", "orange")
+SHAPES = ("circle", "square", "triangle", "star")
+MOTIONS = ("left", "right", "up", "down")
+
+
+def synthetic_sentences() -> list[str]:
+    """A few hundred sentences in the style of the synthetic data set's text."""
+    out = []
+    for colour, shape, motion in itertools.product(COLOURS, SHAPES, MOTIONS):
+        out.append(f"a {colour} {shape} moves to the {motion}.")
+        out.append(f"which way does the {colour} {shape} move? {motion}")
+        out.append(f"what colour is the {shape}? {colour}")
+    out += [f"is there a {c} {s} in the video? yes no" for c, s in itertools.product(COLOURS, SHAPES)]
+    out += ["how many objects are there? one two three", "which happened first? the circle appeared"]
+    return out
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from videovlm.models.tokenizer import train_tokenizer
+
+    return train_tokenizer(synthetic_sentences(), vocab_size=400)
+
+
+@pytest.fixture(scope="session")
+def frames() -> torch.Tensor:
+    """8 random uint8 RGB frames (T, H, W, 3) of 120 x 160 (resized + cropped to 112)."""
+    generator = torch.Generator().manual_seed(7)
+    return torch.randint(0, 256, (8, 120, 160, 3), dtype=torch.uint8, generator=generator)

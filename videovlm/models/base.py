@@ -1,0 +1,204 @@
+"""What the three families share: freezing by part name, save/load, visual-token splicing.
+
+Save format (a folder): ``config.json`` (the family config dataclass as JSON, with
+``model_type``), ``model.safetensors`` (every weight; shared tensors stored once), and the
+tokenizer files (``AutoTokenizer.from_pretrained(folder)`` works on it). No pickles.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from safetensors.torch import load_model, save_model
+from torch import nn
+from transformers import AutoTokenizer
+from transformers.utils import logging as hf_logging
+
+from videovlm.models.configs import ModelConfigError, config_from_dict, config_to_dict
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+IGNORE_INDEX = -100  # labels with this value are left out of the loss (HF convention)
+LORA_PART = "lora"
+
+
+class VideoFamilyModel(nn.Module):
+    """Base of ``VideoBertModel``, ``VideoOFAModel`` and ``VideoLlamaModel``.
+
+    Subclasses set ``MODEL_TYPE``, ``CONFIG_CLASS``, ``PART_NAMES`` (top-level parts for
+    freezing, in order) and ``DEFAULT_TRAINABLE`` (the paper's pattern), implement
+    ``__init__(config, *, tokenizer)`` and ``saved_config()`` (a config that rebuilds the
+    model offline, with checkpoints replaced by their transformers config dicts).
+    """
+
+    MODEL_TYPE: ClassVar[str]
+    CONFIG_CLASS: ClassVar[type]
+    PART_NAMES: ClassVar[tuple[str, ...]]
+    DEFAULT_TRAINABLE: ClassVar[tuple[str, ...]]
+
+    def __init__(self):
+        super().__init__()
+        self._frozen_parts: tuple[str, ...] = ()
+
+    # -- parts and freezing -------------------------------------------------------------
+    def parts(self) -> dict[str, nn.Module]:
+        """Part name -> module, for the parts this instance has (optional ones may be absent)."""
+        found = {}
+        for name in self.PART_NAMES:
+            module = getattr(self, name, None)
+            if isinstance(module, nn.Module):
+                found[name] = module
+        return found
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        # Frozen parts stay in eval mode so their dropout / batch statistics do not move.
+        for name in self._frozen_parts:
+            module = getattr(self, name, None)
+            if isinstance(module, nn.Module):
+                module.eval()
+        return self
+
+    # -- save / load --------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write config.json, model.safetensors and the tokenizer to ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = config_to_dict(self.saved_config())
+        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        save_model(self, str(directory / WEIGHTS_FILE))
+        self.tokenizer.save_pretrained(directory)
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path):
+        """Rebuild a model saved with ``save_pretrained``; outputs are bit-identical."""
+        directory = Path(directory)
+        data = read_config_json(directory)
+        if data.get("model_type") != cls.MODEL_TYPE:
+            raise ModelConfigError(
+                f"{directory / CONFIG_FILE}: model_type is {data.get('model_type')!r}, expected {cls.MODEL_TYPE!r}"
+            )
+        config = config_from_dict(cls.CONFIG_CLASS, data, where=str(directory / CONFIG_FILE))
+        tokenizer = load_saved_tokenizer(directory)
+        model = cls(config, tokenizer=tokenizer)
+        weights = directory / WEIGHTS_FILE
+        if not weights.is_file():
+            raise FileNotFoundError(f"{weights}: weights file missing")
+        missing, unexpected = load_model(model, str(weights), strict=False)
+        if missing or unexpected:
+            raise ModelConfigError(
+                f"{weights}: weights do not match the config (missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})"
+            )
+        model.eval()
+        return model
+
+    def saved_config(self) -> Any:
+        raise TypeError(f"{type(self).__name__} must define saved_config()")
+
+
+def load_saved_tokenizer(directory: Path):
+    """``AutoTokenizer.from_pretrained`` on a model folder. Its config.json is ours, not a
+    transformers config; the tokenizer files name their class, so transformers' warning
+    about the unknown model type is noise and is silenced here."""
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return AutoTokenizer.from_pretrained(str(directory))
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def read_config_json(directory: Path) -> dict:
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no config.json (not a folder written by save_pretrained)")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ModelConfigError(f"{path}: line {e.lineno}: invalid JSON ({e.msg})") from e
+    if not isinstance(data, dict):
+        raise ModelConfigError(f"{path}: expected a JSON object")
+    return data
+
+
+def set_trainable(model: VideoFamilyModel, parts: Sequence[str]) -> list[str]:
+    """Make exactly the named parts trainable and freeze everything else.
+
+    ``parts`` are the family's ``PART_NAMES`` plus ``"lora"`` (the LoRA adapters inside the
+    LM, when the model has them). Unknown names raise ``ValueError``; optional parts this
+    instance lacks (e.g. ``image_qformer``) are skipped. Frozen parts are put (and kept) in
+    eval mode. Returns the part names that are trainable now.
+    """
+    if isinstance(parts, str):
+        raise TypeError(f"parts: expected a sequence of part names, got the string {parts!r}")
+    known = (*model.PART_NAMES, LORA_PART)
+    unknown = [p for p in parts if p not in known]
+    if unknown:
+        raise ValueError(f"parts: unknown part {unknown[0]!r} for {type(model).__name__} (known: {', '.join(known)})")
+    present = model.parts()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    enabled = []
+    for name in parts:
+        if name == LORA_PART:
+            lora = [p for n, p in model.named_parameters() if "lora_" in n]
+            if not lora:
+                raise ValueError(f"parts: 'lora' named but {type(model).__name__} has no LoRA adapters (config.lora is None)")
+            for p in lora:
+                p.requires_grad_(True)
+            enabled.append(name)
+        elif name in present:
+            for p in present[name].parameters():
+                p.requires_grad_(True)
+            enabled.append(name)
+    model._frozen_parts = tuple(n for n in present if n not in enabled)
+    model.train(model.training)
+    return enabled
+
+
+def splice_visual_tokens(
+    *,
+    text_embeds: torch.Tensor,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    labels: torch.Tensor | None,
+    visual_tokens: torch.Tensor,
+    visual_mask: torch.Tensor,
+    placeholder_ids: Sequence[int],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Replace the one placeholder token of each row by the row's M visual tokens.
+
+    text_embeds (B, L, D), input_ids/attention_mask/labels (B, L), visual_tokens (B, M, D),
+    visual_mask (B, M) bool -> embeds (B, L+M-1, D), mask and labels (B, L+M-1). Visual
+    positions get label -100 and the visual mask (tokens of padded frames are not attended).
+    """
+    batch, length = input_ids.shape
+    m = visual_tokens.shape[1]
+    is_placeholder = torch.isin(input_ids, torch.tensor(list(placeholder_ids), device=input_ids.device))
+    counts = is_placeholder.sum(1)
+    bad = (counts != 1).nonzero().flatten().tolist()
+    if bad:
+        raise ValueError(
+            f"input_ids: row {bad[0]} has {int(counts[bad[0]])} media placeholder tokens; each row needs exactly one "
+            f"(<video> or <image>) where the visual tokens go"
+        )
+    place = is_placeholder.float().argmax(1, keepdim=True)  # (B, 1)
+    out_pos = torch.arange(length + m - 1, device=input_ids.device).unsqueeze(0)  # (1, L')
+    in_visual = (out_pos >= place) & (out_pos < place + m)  # (B, L')
+    # Text index for each output position: before the placeholder j, after it j - (M - 1).
+    text_index = torch.where(out_pos < place, out_pos, out_pos - (m - 1)).clamp(0, length - 1)  # (B, L')
+    visual_index = (out_pos - place).clamp(0, m - 1)  # (B, L')
+    d = text_embeds.shape[-1]
+    gathered_text = text_embeds.gather(1, text_index.unsqueeze(-1).expand(-1, -1, d))  # (B, L', D)
+    gathered_visual = visual_tokens.to(text_embeds.dtype).gather(1, visual_index.unsqueeze(-1).expand(-1, -1, d))
+    embeds = torch.where(in_visual.unsqueeze(-1), gathered_visual, gathered_text)
+    mask = torch.where(in_visual, visual_mask.gather(1, visual_index), attention_mask.gather(1, text_index).bool())
+    new_labels = None
+    if labels is not None:
+        new_labels = torch.where(in_visual, torch.full_like(text_index, IGNORE_INDEX), labels.gather(1, text_index))
+    return embeds, mask.to(attention_mask.dtype), new_labels

@@ -1,0 +1,96 @@
+"""VideoOFA processor: every task is instruction text (encoder) -> target text (decoder).
+
+Encoder ids: ``<s> instruction </s>`` (the visual tokens are put in front by the model);
+labels: ``target </s>``. Task instructions (OFA style, one template per task):
+
+- QA: ``{question}`` -> answer
+- captioning: ``what does the video describe?`` -> caption (``image`` for images)
+- video-text matching: ``does the video describe " {caption} "?`` -> ``yes`` / ``no``
+- frame order: ``are the frames of the video in order?`` -> ``yes`` / ``no``
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from videovlm.models.pixels import PixelConfig
+from videovlm.models.processing import FamilyProcessor, ProcessorError, record_turns, strip_placeholders
+
+
+@dataclass
+class OFATemplateConfig:
+    """Fields: the instruction per task (``{question}`` / ``{caption}`` are filled in),
+    yes/no answers, max_length (encoder text tokens) and max_target_length (decoder tokens)."""
+
+    qa: str = "{question}"
+    video_caption: str = "what does the video describe?"
+    image_caption: str = "what does the image describe?"
+    matching: str = 'does the video describe " {caption} "?'
+    frame_order: str = "are the frames of the video in order?"
+    yes: str = "yes"
+    no: str = "no"
+    max_length: int = 128
+    max_target_length: int = 64
+
+
+class VideoOFAProcessor(FamilyProcessor):
+    def __init__(self, *, tokenizer, pixel: PixelConfig, max_frames: int, template: OFATemplateConfig):
+        super().__init__(tokenizer=tokenizer, pixel=pixel, max_frames=max_frames, max_length=template.max_length)
+        self.template = template
+
+    @classmethod
+    def from_pretrained(cls, directory) -> VideoOFAProcessor:
+        from videovlm.models.io import load_processor
+
+        return load_processor(directory, expected=cls)
+
+    def encode(self, instruction: str, target: str | None, frames=None, *, where: str) -> dict[str, torch.Tensor]:
+        """An item from an instruction and its target (None for a generation prompt)."""
+        tok = self.tokenizer
+        ids = [tok.bos_token_id, *self._ids(strip_placeholders(instruction)), tok.eos_token_id]
+        item = self._item(ids, None, frames, where=where)
+        if target is not None:
+            labels = [*self._ids(target), tok.eos_token_id]
+            if len(labels) > self.template.max_target_length:
+                raise ProcessorError(
+                    f"{where}: target has {len(labels)} tokens, more than max_target_length={self.template.max_target_length}"
+                )
+            item["labels"] = torch.tensor(labels, dtype=torch.long)
+        return item
+
+    def __call__(self, record: Any, frames=None) -> dict[str, torch.Tensor]:
+        """A training item from a VideoQA / VideoCaption / ImageCaption / Conversation record.
+        A conversation becomes: all turns before the last answer -> the last answer."""
+        record_id, kind, turns = record_turns(
+            record, video_prompt=self.template.video_caption, image_prompt=self.template.image_caption
+        )
+        where = f"record {record_id}"
+        if type(record).__name__ == "VideoQA":
+            instruction = self.template.qa.format(question=record.question)
+        else:
+            last_answer = max(i for i, t in enumerate(turns) if t.role == "gpt") if any(t.role == "gpt" for t in turns) else None
+            if last_answer is None:
+                raise ProcessorError(f"{where}: no gpt turn to use as the target")
+            instruction = " ".join(t.text for t in turns[:last_answer])
+            return self.encode(instruction, turns[last_answer].text, frames, where=where)
+        return self.encode(instruction, turns[-1].text, frames, where=where)
+
+    def matching(self, caption: str, *, matches: bool, frames=None) -> dict[str, torch.Tensor]:
+        """Video-text matching item: does ``caption`` describe these frames? (yes / no)."""
+        answer = self.template.yes if matches else self.template.no
+        return self.encode(self.template.matching.format(caption=caption), answer, frames, where="matching")
+
+    def frame_order(self, frames, *, shuffled: bool) -> dict[str, torch.Tensor]:
+        """Frame-order item: the frames reversed in time when ``shuffled`` (answer ``no``)."""
+        frames = torch.as_tensor(frames)
+        if shuffled:
+            frames = frames.flip(0)
+        answer = self.template.no if shuffled else self.template.yes
+        return self.encode(self.template.frame_order, answer, frames, where="frame_order")
+
+    def prompt(self, instruction: str, frames=None) -> dict[str, torch.Tensor]:
+        """A generation prompt (the encoder side only)."""
+        return self.encode(instruction, None, frames, where="prompt")

@@ -1,0 +1,264 @@
+"""VideoBERT: BERT over ``[CLS] text [SEP] visual words [SEP]``.
+
+Each frame's pooled vision feature is quantised to the nearest of K centroids ("visual
+words", fitted by k-means with ``fit_visual_words``, as VideoBERT quantises S3D features);
+word k has token id ``visual_word_offset + k`` in BERT's vocabulary, which is extended by K.
+Segment (token type) 0 is the text, 1 the video. Losses: masked LM over text and visual
+words, plus text-video alignment (a head on ``[CLS]``; in-batch mismatched pairs are the
+negatives). Helpers: ``score_candidates`` (template filling: which word fits ``[MASK]``)
+and ``alignment_score``.
+
+Batch keys: ``pixel_values``, ``frame_mask``, ``input_ids`` / ``attention_mask`` / ``labels``
+(from ``VideoBertProcessor``), optional ``alignment_labels (B,)`` (1 = text matches video).
+Parts: ``vision``, ``bert`` (with its MLM head), ``alignment_head``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.utils import ModelOutput
+
+from videovlm.models.base import IGNORE_INDEX, VideoFamilyModel
+from videovlm.models.configs import ModelConfigError
+from videovlm.models.language import LanguageModelConfig, build_language_model, saved_language_config
+from videovlm.models.processing_bert import BertTemplateConfig, VideoBertProcessor
+from videovlm.models.videollama import load_tokenizer
+from videovlm.models.vision import VisionTower, VisionTowerConfig
+
+
+@dataclass
+class VideoBertConfig:
+    """Fields:
+    vision: the vision tower (``select="pooled"`` gives one feature per frame).
+    bert: the masked LM (``kind`` must be ``masked``).
+    num_visual_words: K, the codebook size (VideoBERT: 20736 from hierarchical k-means).
+    mlm_probability: share of text pieces and visual words masked during training.
+    alignment_weight: weight of the alignment loss next to the MLM loss.
+    template: the QA fill-in template of the processor.
+    max_frames: most frames (= visual words) per sample.
+    visual_word_offset: id of visual word 0 (None = the tokenizer's size, set when saving).
+    tokenizer: tokenizer source when none is passed (None = the BERT checkpoint).
+    model_type: always ``videobert``.
+    """
+
+    vision: VisionTowerConfig
+    bert: LanguageModelConfig
+    num_visual_words: int = 256
+    mlm_probability: float = 0.15
+    alignment_weight: float = 1.0
+    template: BertTemplateConfig = field(default_factory=BertTemplateConfig)
+    max_frames: int = 16
+    visual_word_offset: int | None = None
+    tokenizer: str | None = None
+    model_type: str = "videobert"
+
+    def __post_init__(self):
+        if self.bert.kind != "masked":
+            raise ModelConfigError(f"bert.kind: VideoBERT needs a masked LM, got {self.bert.kind!r}")
+        if self.num_visual_words < 2:
+            raise ModelConfigError(f"num_visual_words: must be >= 2, got {self.num_visual_words}")
+        if not 0.0 < self.mlm_probability < 1.0:
+            raise ModelConfigError(f"mlm_probability: must be in (0, 1), got {self.mlm_probability}")
+
+
+@dataclass
+class VideoBertOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None  # (B, L_text + T + 1, V)
+    alignment_logits: torch.Tensor | None = None  # (B,)
+    mlm_loss: torch.Tensor | None = None
+    alignment_loss: torch.Tensor | None = None
+
+
+class VideoBertModel(VideoFamilyModel):
+    MODEL_TYPE = "videobert"
+    CONFIG_CLASS = VideoBertConfig
+    PART_NAMES = ("vision", "bert", "alignment_head")
+    DEFAULT_TRAINABLE = ("bert", "alignment_head")
+    EVAL_MASK_SEED = 1234  # eval-mode masking is fixed so validation losses are comparable
+
+    def __init__(self, config: VideoBertConfig, *, tokenizer=None):
+        super().__init__()
+        self.config = config
+        self.tokenizer = load_tokenizer(tokenizer, source=config.tokenizer or config.bert.pretrained, where="videobert")
+        self.vision = VisionTower(config.vision)
+        self.bert = build_language_model(config.bert, vocab_size=len(self.tokenizer))
+        text_vocab = self.bert.get_input_embeddings().num_embeddings
+        self.visual_word_offset = config.visual_word_offset if config.visual_word_offset is not None else text_vocab
+        # New rows (the visual words) get the model's own init; mean-resizing would only log.
+        self.bert.resize_token_embeddings(self.visual_word_offset + config.num_visual_words, mean_resizing=False)
+        self.alignment_head = nn.Linear(self.bert.config.hidden_size, 1)
+        # Codebook of visual words; fitted by k-means (fit_visual_words), saved with the weights.
+        self.register_buffer("visual_words", torch.randn(config.num_visual_words, self.vision.hidden_size))
+        self.processor = self.build_processor(
+            dataclasses.replace(config, vision=dataclasses.replace(config.vision, pixel=self.vision.pixel)),
+            tokenizer=self.tokenizer,
+        )
+
+    @classmethod
+    def build_processor(cls, config: VideoBertConfig, *, tokenizer) -> VideoBertProcessor:
+        if config.vision.pixel is None:
+            raise ModelConfigError("vision.pixel: not set in this config; build the model to read it from the checkpoint")
+        return VideoBertProcessor(tokenizer=tokenizer, pixel=config.vision.pixel, max_frames=config.max_frames, template=config.template)
+
+    def saved_config(self) -> VideoBertConfig:
+        return dataclasses.replace(
+            self.config,
+            vision=self.vision.saved_config(self.config.vision),
+            bert=saved_language_config(self.config.bert, self.bert),
+            visual_word_offset=self.visual_word_offset,
+            tokenizer=None,
+        )
+
+    # -- visual words -------------------------------------------------------------------
+    def frame_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """One feature per frame (B, T, D): the tower's tokens averaged (one token when pooled)."""
+        if pixel_values.ndim == 5 and pixel_values.shape[1] > self.config.max_frames:
+            raise ValueError(f"pixel_values: {pixel_values.shape[1]} frames but max_frames is {self.config.max_frames}")
+        return self.vision(pixel_values).float().mean(dim=2)  # (B, T, D)
+
+    def visual_word_ids(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Token ids (B, T) of each frame's nearest visual word."""
+        features = self.frame_features(pixel_values)  # (B, T, D)
+        nearest = torch.cdist(features, self.visual_words.unsqueeze(0).expand(features.shape[0], -1, -1)).argmin(-1)
+        return nearest + self.visual_word_offset  # (B, T)
+
+    @torch.no_grad()
+    def fit_visual_words(self, *, pixel_values: torch.Tensor, frame_mask: torch.Tensor | None = None, iterations: int = 25, seed: int = 0) -> float:
+        """k-means of the real frames' features into the codebook; returns the mean squared distance."""
+        features = self.frame_features(pixel_values)  # (B, T, D)
+        if frame_mask is not None:
+            features = features[frame_mask]
+        points = features.reshape(-1, features.shape[-1])  # (P, D)
+        k = self.config.num_visual_words
+        if points.shape[0] < k:
+            raise ValueError(f"pixel_values: {points.shape[0]} frames to fit {k} visual words; give at least {k}")
+        generator = torch.Generator().manual_seed(seed)
+        centroids = points[torch.randperm(points.shape[0], generator=generator)[:k]].clone()  # (K, D)
+        for _ in range(iterations):
+            assign = torch.cdist(points, centroids).argmin(1)  # (P,)
+            sums = torch.zeros_like(centroids).index_add_(0, assign, points)
+            counts = torch.bincount(assign, minlength=k).unsqueeze(1)  # (K, 1)
+            centroids = torch.where(counts > 0, sums / counts.clamp(min=1), centroids)  # empty clusters keep their centre
+        self.visual_words.copy_(centroids.to(self.visual_words.dtype))
+        return float(torch.cdist(points, centroids).min(1).values.pow(2).mean())
+
+    # -- forward ------------------------------------------------------------------------
+    def _sequence(self, input_ids, attention_mask, words, frame_mask):
+        """Concatenate text, visual words and the closing [SEP]: ids, mask, token types, positions."""
+        batch = input_ids.shape[0]
+        sep = torch.full((batch, 1), self.tokenizer.sep_token_id, dtype=input_ids.dtype, device=input_ids.device)
+        words = words.masked_fill(~frame_mask, self.tokenizer.pad_token_id)
+        ids = torch.cat([input_ids, words, sep], dim=1)  # (B, L + T + 1)
+        mask = torch.cat([attention_mask.bool(), frame_mask, torch.ones_like(sep, dtype=torch.bool)], dim=1)
+        types = torch.cat([torch.zeros_like(input_ids), torch.ones_like(words), torch.ones_like(sep)], dim=1)
+        # Positions skip padding so a sample's encoding does not depend on the batch's padding.
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        return ids, mask, types, positions
+
+    def _mask_for_mlm(self, input_ids, labels, words, frame_mask):
+        """BERT masking (80% [MASK], 10% random, 10% kept) of text pieces with labels and of
+        visual words (only in rows that have random-mask text, i.e. not template rows)."""
+        generator = None
+        device = input_ids.device
+        if not self.training:
+            generator = torch.Generator(device=device).manual_seed(self.EVAL_MASK_SEED)
+        p = self.config.mlm_probability
+        mask_id = self.tokenizer.mask_token_id
+        given = (input_ids == mask_id) & (labels != IGNORE_INDEX)  # template rows: always predicted
+        candidates = (labels != IGNORE_INDEX) & ~given
+        pretrain_rows = candidates.any(1, keepdim=True)  # (B, 1)
+        chosen_text = candidates & (torch.rand(input_ids.shape, generator=generator, device=device) < p)
+        chosen_words = pretrain_rows & frame_mask & (torch.rand(words.shape, generator=generator, device=device) < p)
+
+        def corrupt(ids, chosen, low, high):
+            roll = torch.rand(ids.shape, generator=generator, device=device)
+            random_ids = torch.randint(low, high, ids.shape, generator=generator, device=device)
+            ids = torch.where(chosen & (roll < 0.8), torch.full_like(ids, mask_id), ids)
+            return torch.where(chosen & (roll >= 0.8) & (roll < 0.9), random_ids, ids)
+
+        offset, k = self.visual_word_offset, self.config.num_visual_words
+        text_labels = torch.where(chosen_text | given, labels, torch.full_like(labels, IGNORE_INDEX))
+        word_labels = torch.where(chosen_words, words, torch.full_like(words, IGNORE_INDEX))
+        return corrupt(input_ids, chosen_text, 0, offset), corrupt(words, chosen_words, offset, offset + k), text_labels, word_labels
+
+    def forward(self, *, pixel_values, input_ids, attention_mask=None, labels=None, frame_mask=None, alignment_labels=None):
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        words = self.visual_word_ids(pixel_values)  # (B, T)
+        if frame_mask is None:
+            frame_mask = torch.ones(words.shape, dtype=torch.bool, device=words.device)
+        batch = input_ids.shape[0]
+        if alignment_labels is None and labels is not None and batch > 1:
+            # Negatives: a random half of the rows see the next row's video (VideoBERT's alignment task).
+            generator = None if self.training else torch.Generator(device=words.device).manual_seed(self.EVAL_MASK_SEED)
+            swap = torch.rand(batch, generator=generator, device=words.device) < 0.5
+            words = torch.where(swap[:, None], words.roll(1, 0), words)
+            frame_mask = torch.where(swap[:, None], frame_mask.roll(1, 0), frame_mask)
+            alignment_labels = (~swap).float()
+        text_labels = word_labels = None
+        if labels is not None:
+            input_ids, words, text_labels, word_labels = self._mask_for_mlm(input_ids, labels, words, frame_mask)
+        ids, mask, types, positions = self._sequence(input_ids, attention_mask, words, frame_mask)
+        out = self.bert(input_ids=ids, attention_mask=mask, token_type_ids=types, position_ids=positions, output_hidden_states=True)
+        align_logits = self.alignment_head(out.hidden_states[-1][:, 0]).squeeze(-1)  # (B,)
+        result = VideoBertOutput(logits=out.logits, alignment_logits=align_logits)
+        losses = []
+        if labels is not None:
+            end = torch.full((batch, 1), IGNORE_INDEX, dtype=labels.dtype, device=labels.device)
+            mlm_labels = torch.cat([text_labels, word_labels, end], dim=1)
+            if (mlm_labels != IGNORE_INDEX).any():
+                result.mlm_loss = F.cross_entropy(out.logits.flatten(0, 1).float(), mlm_labels.flatten(), ignore_index=IGNORE_INDEX)
+                losses.append(result.mlm_loss)
+        if alignment_labels is not None:
+            result.alignment_loss = F.binary_cross_entropy_with_logits(align_logits.float(), alignment_labels.float())
+            losses.append(self.config.alignment_weight * result.alignment_loss)
+        if losses:
+            result.loss = torch.stack(losses).sum()
+        return result
+
+    # -- inference helpers --------------------------------------------------------------
+    @torch.no_grad()
+    def alignment_score(self, *, pixel_values, input_ids, attention_mask=None, frame_mask=None) -> torch.Tensor:
+        """Probability (B,) that each text describes its video."""
+        out = self(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask, frame_mask=frame_mask)
+        return torch.sigmoid(out.alignment_logits)
+
+    @torch.no_grad()
+    def score_candidates(self, *, pixel_values, templates: Sequence[str], candidates: Sequence[str], frame_mask=None) -> torch.Tensor:
+        """Scores (B, C): mean log-probability of each candidate's word pieces filling the
+        ``[MASK]`` of ``templates[b]`` next to video b. Argmax over C answers the question."""
+        if len(templates) != pixel_values.shape[0]:
+            raise ValueError(f"templates: {len(templates)} templates for {pixel_values.shape[0]} videos")
+        if not candidates:
+            raise ValueError("candidates: empty list")
+        words = self.visual_word_ids(pixel_values)  # (B, T)
+        if frame_mask is None:
+            frame_mask = torch.ones(words.shape, dtype=torch.bool, device=words.device)
+        items = [self.processor.fill(t, c, where=f"templates[{b}]") for b, t in enumerate(templates) for c in candidates]
+        batch = self.processor.collate(items)
+        c = len(candidates)
+        rows_words = words.repeat_interleave(c, 0)
+        rows_mask = frame_mask.repeat_interleave(c, 0)
+        ids, mask, types, positions = self._sequence(batch["input_ids"], batch["attention_mask"], rows_words, rows_mask)
+        logits = self.bert(input_ids=ids, attention_mask=mask, token_type_ids=types, position_ids=positions).logits
+        text_logits = logits[:, : batch["input_ids"].shape[1]].float().log_softmax(-1)  # (B*C, L, V)
+        targets = batch["labels"]
+        picked = text_logits.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B*C, L)
+        valid = targets != IGNORE_INDEX
+        scores = (picked * valid).sum(1) / valid.sum(1)
+        return scores.view(len(templates), c)
+
+    def export_language_model(self, directory: str | Path) -> Path:
+        """BERT (vocabulary incl. the visual words) in plain transformers format, plus the tokenizer."""
+        directory = Path(directory)
+        self.bert.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        return directory

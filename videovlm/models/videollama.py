@@ -1,0 +1,220 @@
+"""Video-LLaMA: vision tower (+ image Q-Former) -> frame positions + video Q-Former -> projector -> LLM.
+
+Batch keys: ``pixel_values (B, T, C, H, W)``, ``frame_mask (B, T)`` (optional, True = real
+frame), ``input_ids``/``attention_mask``/``labels (B, L)`` from ``VideoLlamaProcessor`` with one
+``<video>`` (or ``<image>``) placeholder per row. The placeholder is replaced by the M video
+tokens (``splice_visual_tokens``), so the LLM sees L + M - 1 positions.
+
+Parts (for ``set_trainable``): ``vision``, ``image_qformer`` (optional), ``frame_position``
+(the temporal encoder's learned frame embedding, the same module object), ``video_qformer``
+(the temporal encoder, swappable by ``_component_``), ``projector``, ``llm``; plus ``lora``.
+The paper's pattern trains the frame positions, the video Q-Former and the projector.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoTokenizer
+
+from videovlm.models.base import VideoFamilyModel, splice_visual_tokens
+from videovlm.models.configs import ModelConfigError, resolve_component
+from videovlm.models.language import (
+    LanguageModelConfig,
+    LoraSettings,
+    apply_lora,
+    build_language_model,
+    plain_language_model,
+    saved_language_config,
+    unwrap_lora,
+)
+from videovlm.models.processing import ChatTemplateConfig, VideoLlamaProcessor
+from videovlm.models.projector import Projector, ProjectorConfig
+from videovlm.models.qformer import ImageQFormer, ImageQFormerConfig
+from videovlm.models.tokenizer import IMAGE_TOKEN, VIDEO_TOKEN, ensure_placeholder_tokens, token_id
+from videovlm.models.vision import VisionTower, VisionTowerConfig
+
+DEFAULT_TEMPORAL = {"_component_": "videovlm.models.temporal.VideoQFormer", "num_queries": 32, "max_frames": 32}
+
+
+@dataclass
+class VideoLlamaConfig:
+    """Fields:
+    vision: the vision tower (checkpoint or config).
+    llm: the causal LM (``kind`` must be ``causal``).
+    temporal: the temporal encoder: ``{"_component_": "videovlm.models.temporal.VideoQFormer",
+        **its keyword arguments}``; ``input_dim`` is filled in from the frame tokens.
+    image_qformer: optional BLIP-2 image Q-Former per frame (None = patch tokens go straight in).
+    projector: map from the temporal encoder's output width to the LLM's hidden size.
+    lora: LoRA on the LLM (None = no adapters).
+    template: the conversation template and prompt texts of the processor.
+    max_frames: most frames per sample the model accepts.
+    tokenizer: hub id / folder of the tokenizer when none is passed (None = the LLM checkpoint).
+    model_type: always ``videollama`` (lets ``load_pretrained`` pick the family).
+    """
+
+    vision: VisionTowerConfig
+    llm: LanguageModelConfig
+    temporal: dict = field(default_factory=lambda: dict(DEFAULT_TEMPORAL))
+    image_qformer: ImageQFormerConfig | None = None
+    projector: ProjectorConfig = field(default_factory=ProjectorConfig)
+    lora: LoraSettings | None = None
+    template: ChatTemplateConfig = field(default_factory=ChatTemplateConfig)
+    max_frames: int = 8
+    tokenizer: str | None = None
+    model_type: str = "videollama"
+
+    def __post_init__(self):
+        if self.llm.kind != "causal":
+            raise ModelConfigError(f"llm.kind: Video-LLaMA needs a causal LM, got {self.llm.kind!r}")
+        if self.max_frames < 1:
+            raise ModelConfigError(f"max_frames: must be >= 1, got {self.max_frames}")
+        if "_component_" not in self.temporal:
+            raise ModelConfigError("temporal._component_: missing (dotted path of a temporal encoder class)")
+
+
+def load_tokenizer(tokenizer, *, source: str | None, where: str):
+    """The given tokenizer, or ``AutoTokenizer.from_pretrained(source)``; placeholders added."""
+    if tokenizer is None:
+        if source is None:
+            raise ModelConfigError(f"{where}: no tokenizer given and no checkpoint to load one from")
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    ensure_placeholder_tokens(tokenizer)
+    return tokenizer
+
+
+def build_temporal_encoder(spec: dict, *, input_dim: int, where: str = "temporal") -> nn.Module:
+    """Instantiate ``spec['_component_']`` with the spec's kwargs and the frame-token width."""
+    cls = resolve_component(spec["_component_"], where=f"{where}._component_")
+    kwargs = {k: v for k, v in spec.items() if k != "_component_"}
+    if kwargs.setdefault("input_dim", input_dim) != input_dim:
+        raise ModelConfigError(f"{where}.input_dim: {kwargs['input_dim']} but the frame tokens are {input_dim}-d")
+    try:
+        return cls.from_config(kwargs) if hasattr(cls, "from_config") else cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ModelConfigError(f"{where}: {e}") from e
+
+
+def temporal_spec(encoder: nn.Module) -> dict:
+    """The ``_component_`` dict that rebuilds ``encoder`` exactly."""
+    cls = type(encoder)
+    path = cls.component_path() if hasattr(cls, "component_path") else f"{cls.__module__}.{cls.__name__}"
+    return {"_component_": path, **encoder.config_dict()}
+
+
+class VideoLlamaModel(VideoFamilyModel):
+    MODEL_TYPE = "videollama"
+    CONFIG_CLASS = VideoLlamaConfig
+    PART_NAMES = ("vision", "image_qformer", "frame_position", "video_qformer", "projector", "llm")
+    DEFAULT_TRAINABLE = ("frame_position", "video_qformer", "projector")
+
+    def __init__(self, config: VideoLlamaConfig, *, tokenizer=None):
+        super().__init__()
+        self.config = config
+        self.tokenizer = load_tokenizer(tokenizer, source=config.tokenizer or config.llm.pretrained, where="videollama")
+        self.vision = VisionTower(config.vision)
+        frame_dim = self.vision.hidden_size
+        self.image_qformer = None
+        if config.image_qformer is not None:
+            self.image_qformer = ImageQFormer(config.image_qformer, vision_dim=frame_dim)
+            frame_dim = self.image_qformer.hidden_size
+        self.video_qformer = build_temporal_encoder(config.temporal, input_dim=frame_dim)
+        llm = build_language_model(config.llm, vocab_size=len(self.tokenizer))
+        self.projector = Projector(config.projector, input_dim=self.video_qformer.output_dim, output_dim=llm.config.hidden_size)
+        self.llm = apply_lora(llm, config.lora) if config.lora is not None else llm
+        self.placeholder_ids = (
+            token_id(self.tokenizer, VIDEO_TOKEN, where="tokenizer"),
+            token_id(self.tokenizer, IMAGE_TOKEN, where="tokenizer"),
+        )
+        self.processor = VideoLlamaProcessor(
+            tokenizer=self.tokenizer, pixel=self.vision.pixel, max_frames=config.max_frames, template=config.template
+        )
+
+    @classmethod
+    def build_processor(cls, config: VideoLlamaConfig, *, tokenizer) -> VideoLlamaProcessor:
+        """The processor of a saved config (its ``vision.pixel`` is filled in by saving)."""
+        if config.vision.pixel is None:
+            raise ModelConfigError("vision.pixel: not set in this config; build the model to read it from the checkpoint")
+        return VideoLlamaProcessor(
+            tokenizer=tokenizer, pixel=config.vision.pixel, max_frames=config.max_frames, template=config.template
+        )
+
+    @property
+    def frame_position(self) -> nn.Module | None:
+        """The temporal encoder's learned frame embedding (None for encoders without one, e.g. mean)."""
+        return getattr(self.video_qformer, "frame_position", None)
+
+    def saved_config(self) -> VideoLlamaConfig:
+        qformer = self.config.image_qformer
+        if qformer is not None:
+            qformer = dataclasses.replace(qformer, pretrained=None, hf_config=self.image_qformer.qformer.config.to_dict())
+        return dataclasses.replace(
+            self.config,
+            vision=self.vision.saved_config(self.config.vision),
+            llm=saved_language_config(self.config.llm, unwrap_lora(self.llm)),
+            temporal=temporal_spec(self.video_qformer),
+            image_qformer=qformer,
+            tokenizer=None,
+        )
+
+    # -- forward ------------------------------------------------------------------------
+    def encode_video(self, pixel_values: torch.Tensor, frame_mask: torch.Tensor | None = None):
+        """pixels (B, T, C, H, W) -> (video tokens in LLM space (B, M, D_llm), mask (B, M))."""
+        if pixel_values.ndim == 5 and pixel_values.shape[1] > self.config.max_frames:
+            raise ValueError(f"pixel_values: {pixel_values.shape[1]} frames but max_frames is {self.config.max_frames}")
+        frame_tokens = self.vision(pixel_values)  # (B, T, N, D_vis)
+        if self.image_qformer is not None:
+            frame_tokens = self.image_qformer(frame_tokens)  # (B, T, Q, D_q)
+        video = self.video_qformer(frame_tokens.float(), frame_mask)  # tokens (B, M, D_t), mask (B, M)
+        return self.projector(video.tokens), video.mask  # (B, M, D_llm), (B, M)
+
+    def _llm_inputs(self, pixel_values, input_ids, attention_mask, labels, frame_mask):
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        visual, visual_mask = self.encode_video(pixel_values, frame_mask)
+        text = self.llm.get_input_embeddings()(input_ids)  # (B, L, D_llm)
+        embeds, mask, labels = splice_visual_tokens(
+            text_embeds=text,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            labels=labels,
+            visual_tokens=visual,
+            visual_mask=visual_mask,
+            placeholder_ids=self.placeholder_ids,
+        )
+        return embeds, mask, labels
+
+    def forward(self, *, pixel_values, input_ids, attention_mask=None, labels=None, frame_mask=None):
+        embeds, mask, labels = self._llm_inputs(pixel_values, input_ids, attention_mask, labels, frame_mask)
+        # Positions count attended tokens only, as generate() does, so training and
+        # generation agree for left padding and for masked (padded-frame) video tokens.
+        position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        return self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, labels=labels)
+
+    @torch.no_grad()
+    def generate(self, *, pixel_values, input_ids, attention_mask=None, frame_mask=None, **generate_kwargs: Any):
+        """New token ids (B, L_new) from the LLM's ``generate`` on the spliced prompt (KV cache on).
+        Prompts should be left-padded (``processor.collate(items, padding_side="left")``)."""
+        embeds, mask, _ = self._llm_inputs(pixel_values, input_ids, attention_mask, None, frame_mask)
+        generate_kwargs.setdefault("max_new_tokens", 16)
+        generate_kwargs.setdefault("do_sample", False)
+        return self.llm.generate(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            use_cache=True,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.tokenizer.eos_token_id,
+            **generate_kwargs,
+        )
+
+    def export_language_model(self, directory: str | Path) -> Path:
+        """The LLM alone in plain transformers format (LoRA merged), plus the tokenizer."""
+        directory = Path(directory)
+        plain_language_model(self.llm).save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        return directory
