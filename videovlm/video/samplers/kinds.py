@@ -127,15 +127,15 @@ class HeadTailSampler(FixedCountSampler):
 
     def pick(self, window, generator):
         middle = min(window.first_at_or_after(window.t_start + window.length / 2), window.last + 1)
-        head = list(range(window.first, middle))
-        tail = list(range(middle, window.last + 1))
+        head = range(window.first, middle)
+        tail = range(middle, window.last + 1)
         # A VFR half may hold fewer frames than its share: the other half makes up for it.
         from_head = min(self.num_frames // 2, len(head))
         from_tail = min(self.num_frames - from_head, len(tail))
         from_head = self.num_frames - from_tail
         return self._pick(head, from_head, generator) + self._pick(tail, from_tail, generator)
 
-    def _pick(self, frames: list[int], count: int, generator: torch.Generator | None) -> list[int]:
+    def _pick(self, frames: range, count: int, generator: torch.Generator | None) -> list[int]:
         if count == 0:
             return []
         if self.jitter and generator is not None:
