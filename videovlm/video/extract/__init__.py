@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", default="jpg", choices=FORMATS, help="jpg/png folders per video, or wds = webdataset tar shards (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=_default_workers(), metavar="N", help="worker processes (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=600.0, metavar="S", help="seconds per video before its worker is killed and the video counted as failed (default: %(default)s)")
-    parser.add_argument("--shard", default=None, metavar="I/N", help="take only part I of N (0 <= I < N) of the input, split by a hash of each key: run N times (machines, array jobs) to cover it all")
+    parser.add_argument("--shard", default=None, metavar="I/N", help="take only part I of N (0 <= I < N) of the input, split by a hash of each key: run N times (machines, array jobs) to cover it all; failures then go to failures-shardIofN.jsonl")
     parser.add_argument("--contact-sheet", action="store_true", help="also write a PNG grid of the sampled frames per video (OUTPUT/<key>/contact_sheet.png; wds: OUTPUT/contact_sheets/<key>.png)")
     parser.add_argument("--strict", action="store_true", help="exit code 1 when any video failed")
     parser.add_argument("--backend", default="auto", help="decoder backend: auto, pyav, decord or torchcodec (default: %(default)s)")
