@@ -235,3 +235,38 @@ def test_unfinished_shard_is_never_published(tmp_path):
     sink.close()
     assert sorted(p.name for p in out.glob("*.tar")) == ["videos-000000.tar", "videos-000001.tar"]
     assert done_shard_keys(out) == {"a", "b", "c"}
+
+
+def test_a_killed_run_leaves_nothing_half_done(video_folder, tmp_path, capsys):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "in"
+    for name in ("a.mp4", "sub/b.mp4", "sub/c.v2.mp4"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).symlink_to(video_folder / name)
+    os.mkfifo(folder / "pipe.fifo")
+    (folder / "hang.mp4").write_text("ffconcat version 1.0\nfile 'pipe.fifo'\n")
+    out = tmp_path / "out"
+    # One worker stuck on the hung video for a minute: the run is killed while it is busy.
+    command = [sys.executable, "-m", "videovlm", "extract", str(folder), str(out), "--workers", "2", "--timeout", "60", "--no-progress"]
+    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(list(out.rglob("frames.json"))) < 3:
+            time.sleep(0.1)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # the run, its workers and its fork server
+        process.wait()
+    # Killed while the hung video's temp folder existed: it is left behind, not done.
+    assert list((out / ".partial" / "all").iterdir()) and not (out / "hang").exists()
+    for mark in out.rglob("frames.json"):
+        record = json.loads(mark.read_text())
+        assert all((mark.parent / name).stat().st_size > 0 for name in record["files"])
+    # The rerun finishes what was left: nothing done twice, the hang now times out quickly.
+    assert extract(folder, out, "--timeout", "2") == 0
+    summary = capsys.readouterr().out
+    assert summary.startswith("done 0, skipped 3 (already done), failed 1"), summary
+    assert not (out / ".partial").exists()
