@@ -1,0 +1,145 @@
+"""`videovlm qa`: ask a trained model about videos.
+
+    videovlm qa --model DIR --video clip.mp4 --question "what colour is the circle?" [--stream]
+    videovlm qa --model DIR --video clip.mp4 --chat            # multi-turn (Video-LLaMA), questions from stdin
+    videovlm qa --model DIR --data test/qa.json --output predictions.jsonl [--batch-size 8]
+
+Decoding: greedy by default; ``--num-beams N`` for beam search; ``--sample --seed S``
+(``--temperature``, ``--top-p``, ``--top-k``) for reproducible sampling. ``--timestamps`` puts
+the sampled frames' times into the prompt. ``--sampler`` defaults to the model's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from videovlm.qa.generation import GenerationSettings
+from videovlm.video.types import VideoDecodeError
+
+CHAT_EXIT = ("", "/quit", "/exit")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, required=True, help="a model folder written by save_pretrained (a stage's final/)")
+    single = parser.add_argument_group("one video")
+    single.add_argument("--video", type=Path, help="the video file to ask about")
+    single.add_argument("--question", help="the question (with --chat: the first question)")
+    single.add_argument("--chat", action="store_true", help="multi-turn chat about --video; reads questions from stdin (Video-LLaMA)")
+    single.add_argument("--stream", action="store_true", help="print the answer's tokens as they are generated")
+    batch = parser.add_argument_group("batch mode")
+    batch.add_argument("--data", type=Path, help="QA JSON (video_id, question, answer[, video, type]) to answer, or captions CSV with --task caption")
+    batch.add_argument("--output", type=Path, help="predictions JSONL to write (one line per question; errors on their own line)")
+    batch.add_argument("--task", choices=("qa", "caption"), default="qa", help="qa: answer the questions; caption: caption each video of a captions CSV")
+    batch.add_argument("--batch-size", type=int, default=8, help="questions per generate call (default 8)")
+    batch.add_argument("--no-progress", action="store_true", help="no progress bar")
+    frames = parser.add_argument_group("frames")
+    frames.add_argument("--sampler", help="frame sampler spec, e.g. uniform:8 (default: the model's training sampler, else uniform:8)")
+    frames.add_argument("--timestamps", action="store_true", help='put the frame times in the prompt ("frames are sampled at 0.0s, 0.5s, ...")')
+    frames.add_argument("--backend", default="auto", choices=("auto", "pyav", "decord", "torchcodec"), help="video decoder (default auto)")
+    decoding = parser.add_argument_group("decoding")
+    decoding.add_argument("--max-new-tokens", type=int, default=32, help="most tokens per answer (default 32)")
+    decoding.add_argument("--num-beams", type=int, default=1, help="beam search width (default 1 = greedy)")
+    decoding.add_argument("--sample", action="store_true", help="sample instead of greedy / beam decoding")
+    decoding.add_argument("--temperature", type=float, default=1.0)
+    decoding.add_argument("--top-p", type=float, default=1.0)
+    decoding.add_argument("--top-k", type=int, default=50)
+    decoding.add_argument("--seed", type=int, help="seed for --sample (same seed, same answer)")
+    decoding.add_argument("--candidates", help="VideoBERT: comma-separated answers to choose from (default: template filling)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default: cuda if available)")
+
+
+def _settings(args: argparse.Namespace) -> GenerationSettings:
+    return GenerationSettings(
+        max_new_tokens=args.max_new_tokens,
+        num_beams=args.num_beams,
+        do_sample=args.sample,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        seed=args.seed,
+    )
+
+
+def _check_mode(args: argparse.Namespace) -> str:
+    if args.data is not None:
+        if args.video is not None or args.question is not None or args.chat:
+            raise ValueError("--data (batch mode) cannot be combined with --video / --question / --chat")
+        if args.output is None:
+            raise ValueError("--data needs --output (the predictions JSONL to write)")
+        if args.stream:
+            raise ValueError("--stream shows one answer as it is generated; batch mode writes --output instead")
+        return "batch"
+    if args.video is None:
+        raise ValueError("give --video and --question (one question), --video --chat, or --data and --output (batch mode)")
+    if args.chat:
+        return "chat"
+    if args.question is None:
+        raise ValueError("--video needs --question (or --chat for a conversation)")
+    return "single"
+
+
+def _candidates(args: argparse.Namespace) -> list[str] | None:
+    if args.candidates is None:
+        return None
+    words = [w.strip() for w in args.candidates.split(",") if w.strip()]
+    if not words:
+        raise ValueError(f"--candidates: no answers in {args.candidates!r}")
+    return words
+
+
+def _chat(vqa, args: argparse.Namespace, settings: GenerationSettings) -> None:
+    from videovlm.qa.generation import terminal_streamer
+
+    session = vqa.chat(args.video, settings=settings, timestamps=args.timestamps)
+    question = args.question
+    interactive = sys.stdin.isatty()
+    while True:
+        if question is None:
+            if interactive:
+                print("you> ", end="", file=sys.stderr, flush=True)
+            line = sys.stdin.readline()
+            if not line:  # end of input
+                return
+            question = line.strip()
+            if question in CHAT_EXIT:
+                return
+        streamer = terminal_streamer(vqa.model.tokenizer) if args.stream else None
+        answer = session.ask(question, streamer=streamer)
+        if streamer is None:
+            print(answer, flush=True)
+        question = None
+
+
+def run(args: argparse.Namespace) -> int:
+    from videovlm.qa.api import BatchOptions, VideoQA
+    from videovlm.qa.batch import write_predictions
+    from videovlm.qa.generation import terminal_streamer
+
+    try:
+        mode = _check_mode(args)
+        settings = _settings(args)
+        candidates = _candidates(args)
+        vqa = VideoQA.from_pretrained(args.model, sampler=args.sampler, device=args.device, backend=args.backend)
+        if mode == "batch":
+            options = BatchOptions(
+                batch_size=args.batch_size,
+                settings=settings,
+                timestamps=args.timestamps,
+                candidates=tuple(candidates) if candidates else None,
+            )
+            summary = write_predictions(vqa, args.data, args.output, task=args.task, options=options, progress=not args.no_progress)
+            print(f"wrote {summary.total} predictions ({summary.errors} with errors) to {summary.output}", file=sys.stderr)
+        elif mode == "chat":
+            _chat(vqa, args, settings)
+        else:
+            streamer = terminal_streamer(vqa.model.tokenizer) if args.stream else None
+            answer = vqa.qa(args.video, args.question, settings=settings, timestamps=args.timestamps, candidates=candidates, streamer=streamer)
+            if streamer is None:
+                print(answer)
+    except (ValueError, OSError, VideoDecodeError) as e:
+        # bad options, unreadable model / data / video: one clear line, no traceback
+        print(f"videovlm qa: error: {e}", file=sys.stderr)
+        return 2
+    return 0
