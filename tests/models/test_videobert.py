@@ -1,0 +1,113 @@
+"""VideoBERT family: MLM + alignment, freezing, golden values, save/load, visual words, template filling."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+
+from videovlm.data.formats import VideoCaption, VideoQA
+from videovlm.models import IGNORE_INDEX, ProcessorError, VideoBertModel, load_pretrained, set_trainable
+from videovlm.models.presets import tiny_videobert
+
+GOLDEN_LOSS = 5.42017936706543
+GOLDEN_ALIGN = [0.11807, 0.12032]
+TEMPLATE = "what colour is the circle? [MASK]"
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer):
+    torch.manual_seed(0)
+    return tiny_videobert(tokenizer=tokenizer, num_visual_words=8).eval()
+
+
+@pytest.fixture(scope="module")
+def batch(model, frames):
+    items = [
+        model.processor(VideoQA("v0", Path("v0.mp4"), "what colour is the circle?", "red", "color"), frames=frames[:6]),
+        model.processor(VideoCaption("v1", Path("v1.mp4"), "a red circle moves to the left.", 2.0), frames=frames),
+    ]
+    return model.processor.collate(items)
+
+
+def test_processor_items(model, batch):
+    tok = model.tokenizer
+    qa_ids, qa_labels = batch["input_ids"][0], batch["labels"][0]
+    assert qa_ids[0] == tok.cls_token_id
+    targets = qa_labels != IGNORE_INDEX
+    assert (qa_ids[targets] == tok.mask_token_id).all() and tok.decode(qa_labels[targets]) == "red"
+    caption_targets = batch["labels"][1] != IGNORE_INDEX
+    assert tok.decode(batch["labels"][1][caption_targets]) == "a red circle moves to the left."
+    with pytest.raises(ProcessorError, match="exactly one"):
+        model.processor.fill("no mask here", "red")
+
+
+def test_forward_backward_default_pattern(model, batch):
+    set_trainable(model, model.DEFAULT_TRAINABLE)
+    model.train()
+    out = model(**batch)
+    text_len, frames = batch["input_ids"].shape[1], batch["frame_mask"].shape[1]
+    assert out.logits.shape == (2, text_len + frames + 1, model.visual_word_offset + 8)
+    assert torch.isfinite(out.mlm_loss) and torch.isfinite(out.alignment_loss)
+    out.loss.backward()
+    grads = {n: any(p.grad is not None for p in part.parameters()) for n, part in model.parts().items()}
+    assert grads == {"vision": False, "bert": True, "alignment_head": True}
+    model.zero_grad(set_to_none=True)
+    model.eval()
+
+
+def test_golden_loss_and_alignment(model, batch):
+    with torch.no_grad():
+        out = model(**batch)
+    assert out.loss.item() == pytest.approx(GOLDEN_LOSS, rel=1e-4)
+    assert out.alignment_logits.tolist() == pytest.approx(GOLDEN_ALIGN, abs=1e-4)
+
+
+def test_visual_words_fit_and_ids(model, batch, tmp_path):
+    model = copy.deepcopy(model)  # fitting changes the codebook; keep the shared fixture intact
+    pixels = batch["pixel_values"]
+    words = model.visual_word_ids(pixels)
+    assert words.shape == (2, 8) and ((words >= model.visual_word_offset) & (words < model.visual_word_offset + 8)).all()
+    before = torch.cdist(model.frame_features(pixels)[batch["frame_mask"]], model.visual_words).min(1).values.pow(2).mean()
+    distortion = model.fit_visual_words(pixel_values=pixels, frame_mask=batch["frame_mask"], iterations=5)
+    assert distortion < float(before)
+    with pytest.raises(ValueError, match="14 frames to fit 64 visual words"):
+        tiny = tiny_videobert(tokenizer=model.tokenizer, num_visual_words=64)
+        tiny.fit_visual_words(pixel_values=pixels, frame_mask=batch["frame_mask"])
+    # the fitted codebook is saved with the weights
+    model.save_pretrained(tmp_path)
+    loaded = load_pretrained(tmp_path)
+    assert isinstance(loaded, VideoBertModel) and torch.equal(loaded.visual_words, model.visual_words)
+    with torch.no_grad():
+        assert torch.equal(loaded(**batch).logits, model(**batch).logits)
+
+
+def test_template_filling_learns_the_answer(tokenizer, frames):
+    torch.manual_seed(0)
+    bert = tiny_videobert(tokenizer=tokenizer, num_visual_words=8)
+    set_trainable(bert, bert.DEFAULT_TRAINABLE)
+    item = bert.processor.fill(TEMPLATE, "green", frames=frames[:4])
+    batch = bert.processor.collate([item])
+    optimizer = torch.optim.AdamW([p for p in bert.parameters() if p.requires_grad], lr=1e-3)
+    bert.train()
+    for _ in range(10):
+        optimizer.zero_grad()
+        bert(**batch).loss.backward()
+        optimizer.step()
+    bert.eval()
+    scores = bert.score_candidates(pixel_values=batch["pixel_values"], templates=[TEMPLATE], candidates=["red", "green", "blue"])
+    assert scores.shape == (1, 3) and scores.argmax().item() == 1
+    probability = bert.alignment_score(pixel_values=batch["pixel_values"], input_ids=batch["input_ids"])
+    assert probability.shape == (1,) and 0.0 < probability.item() < 1.0
+
+
+def test_export_bert(model, tmp_path):
+    from transformers import AutoModelForMaskedLM
+
+    model.export_language_model(tmp_path)
+    plain = AutoModelForMaskedLM.from_pretrained(tmp_path).eval()
+    ids = torch.tensor([[model.tokenizer.cls_token_id, model.visual_word_offset + 3, model.tokenizer.sep_token_id]])
+    with torch.no_grad():
+        assert torch.equal(plain(input_ids=ids).logits, model.bert(input_ids=ids).logits)

@@ -1,0 +1,97 @@
+"""VideoOFA family: shapes, freezing, golden values, save/load, export, generate, task items."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from videovlm.data.formats import Conversation, Turn, VideoCaption, VideoQA
+from videovlm.models import IGNORE_INDEX, VideoOFAModel, VideoOFAProcessor, load_pretrained, set_trainable
+from videovlm.models.presets import tiny_videoofa
+
+GOLDEN_LOSS = 4.872318744659424
+GOLDEN_LOGITS = [0.0, -0.49669, -0.03415, -0.85331]
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer):
+    torch.manual_seed(0)
+    return tiny_videoofa(tokenizer=tokenizer, spatial_pool=2).eval()
+
+
+@pytest.fixture(scope="module")
+def batch(model, frames):
+    items = [
+        model.processor(VideoQA("v0", Path("v0.mp4"), "what colour is the circle?", "red", "color"), frames=frames[:6]),
+        model.processor(VideoCaption("v1", Path("v1.mp4"), "a red circle moves to the left.", 2.0), frames=frames),
+    ]
+    return model.processor.collate(items)
+
+
+def test_forward_backward_default_pattern(model, batch):
+    set_trainable(model, model.DEFAULT_TRAINABLE)
+    model.train()
+    out = model(**batch)
+    assert out.logits.shape == (2, batch["labels"].shape[1], len(model.tokenizer))
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    grads = {n: any(p.grad is not None for p in part.parameters()) for n, part in model.parts().items()}
+    assert grads == {"vision": False, "temporal": True, "seq2seq": True}
+    model.zero_grad(set_to_none=True)
+    model.eval()
+    # 7x7 patches pooled by 2 -> 4x4 + CLS = 17 tokens per frame, then the instruction
+    embeds, mask = model.encoder_inputs(batch["pixel_values"], batch["input_ids"], batch["attention_mask"], batch["frame_mask"])
+    assert embeds.shape[:2] == mask.shape == (2, 8 * 17 + batch["input_ids"].shape[1])
+    assert not mask[0, 6 * 17 : 8 * 17].any() and mask[1, : 8 * 17].all()  # padded frames of sample 0 are masked
+
+
+def test_golden_loss_and_logits(model, batch):
+    with torch.no_grad():
+        out = model(**batch)
+    assert out.loss.item() == pytest.approx(GOLDEN_LOSS, rel=1e-4)
+    assert out.logits[1, 0, :4].tolist() == pytest.approx(GOLDEN_LOGITS, abs=1e-4)
+
+
+def test_save_load_and_export(model, batch, tmp_path):
+    from transformers import AutoModelForSeq2SeqLM
+
+    model.save_pretrained(tmp_path / "ofa")
+    loaded = load_pretrained(tmp_path / "ofa")
+    assert isinstance(loaded, VideoOFAModel)
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits, loaded(**batch).logits)
+    assert isinstance(VideoOFAProcessor.from_pretrained(tmp_path / "ofa"), VideoOFAProcessor)
+    model.export_language_model(tmp_path / "bart")
+    plain = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "bart").eval()
+    ids = batch["input_ids"]
+    with torch.no_grad():
+        expected = model.seq2seq(input_ids=ids, attention_mask=batch["attention_mask"], labels=batch["labels"]).logits
+        assert torch.equal(plain(input_ids=ids, attention_mask=batch["attention_mask"], labels=batch["labels"]).logits, expected)
+
+
+def test_generate_matches_forward(model, frames):
+    p = model.processor
+    prompts = p.collate([p.prompt("what colour is the circle?", frames=frames[:3]), p.prompt("what does the video describe?", frames=frames)], padding_side="left")
+    out = model.generate(**prompts, max_new_tokens=3)
+    start = model.seq2seq.config.decoder_start_token_id
+    assert out.shape[0] == 2 and (out[:, 0] == start).all()
+    with torch.no_grad():
+        logits = model(**prompts, decoder_input_ids=torch.full((2, 1), start)).logits
+    assert torch.equal(out[:, 1], logits[:, 0].argmax(-1))
+
+
+def test_task_items(model, frames):
+    p = model.processor
+    match = p.matching("a red circle moves to the left.", matches=False, frames=frames[:2])
+    assert model.tokenizer.decode(match["labels"], skip_special_tokens=True) == "no"
+    assert "does the video describe" in model.tokenizer.decode(match["input_ids"])
+    order = p.frame_order(frames[:4], shuffled=True)
+    assert torch.equal(order["pixel_values"], p.frames_to_pixel_values(frames[:4].flip(0))[0])
+    assert model.tokenizer.decode(order["labels"], skip_special_tokens=True) == "no"
+    conv = Conversation("c", Path("c.mp4"), "video", (Turn("human", "<video> what colour is the star?"), Turn("gpt", "blue")))
+    item = p(conv)
+    assert model.tokenizer.decode(item["labels"], skip_special_tokens=True) == "blue"
+    assert "<video>" not in model.tokenizer.decode(item["input_ids"])
+    assert (item["labels"] != IGNORE_INDEX).all()
