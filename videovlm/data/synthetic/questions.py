@@ -42,7 +42,7 @@ class QAItem:
 QUESTION_TEMPLATES: dict[tuple[str, str], tuple[str, ...]] = {
     ("color", ""): ("what colour is the {shape}?", "what is the colour of the {shape}?", "which colour does the {shape} have?"),
     ("shape", ""): ("what shape is the {color} object?", "what is the shape of the {color} object?", "which shape is {color}?"),
-    ("count", ""): ("how many objects are in the video?", "how many shapes can you see?", "how many objects appear in this video?"),
+    ("count", ""): ("how many objects are in the video?", "how many shapes can you see?", "how many objects does the video show?"),
     ("exists", ""): ("is there a {color} {shape} in the video?", "does a {color} {shape} appear?", "can you see a {color} {shape}?"),
     ("direction", ""): ("which way does the {shape} move?", "in which direction does the {shape} go?", "where does the {shape} move to?"),
     ("order", "first"): ("which object is seen first, the {a} or the {b}?", "which shows up first, the {a} or the {b}?"),
