@@ -1,0 +1,415 @@
+"""Recipe configs: YAML -> typed dataclasses, ``key=value`` overrides, validation by key path.
+
+Everything a run needs is checked here before any model is built: unknown keys, wrong
+types, missing files and disallowed ``_component_`` paths are all reported together, each
+with its key path (``stages[1].data.train[0].qa_json: file not found: ...``).
+
+Recipe layout (see ``recipes/*/*.yaml`` for complete examples)::
+
+    output_dir: runs/tiny
+    model: {_component_: videovlm.models.load_pretrained, path: runs/backbones/vision/final}
+    deepspeed: {zero_stage: 2, precision: fp32}
+    optimizer: {_component_: torch.optim.AdamW, weight_decay: 0.0}
+    stages:
+      - name: align
+        steps: 100
+        lr: 1.0e-3
+        trainable: [video_qformer, projector]
+        data:
+          train: [{_component_: videovlm.train.data.VideoQADataset, qa_json: data/train/qa.json}]
+          val: [{_component_: videovlm.train.data.VideoQADataset, qa_json: data/val/qa.json}]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from videovlm.train.instantiate import COMPONENT_KEY, DEFAULT_ALLOWED_PACKAGES, ComponentError, is_component, resolve_component
+
+Component = dict[str, Any]  # a mapping with a ``_component_`` dotted path plus keyword arguments
+
+
+class ConfigError(ValueError):
+    """The recipe is invalid. ``problems`` lists every ``key.path: what is wrong`` found."""
+
+    def __init__(self, problems: Sequence[str], source: str = ""):
+        self.problems = list(problems)
+        head = f"invalid config {source}" if source else "invalid config"
+        super().__init__(head + ":\n  " + "\n  ".join(self.problems))
+
+
+def _must_exist(**kwargs: Any) -> Any:
+    """Field metadata: the path must exist when the config is validated."""
+    return field(metadata={"must_exist": True}, **kwargs)
+
+
+@dataclass
+class DeepSpeedConfig:
+    """How DeepSpeed runs the model. The DeepSpeed JSON is generated from these fields
+    (``videovlm.train.deepspeed_config``) unless ``config_file`` gives one."""
+
+    zero_stage: int = 0  # ZeRO stage 0 (plain data parallel), 1 (optimizer states), 2 (+grads), 3 (+params)
+    offload_optimizer: bool = False  # keep optimizer states (and the step) in CPU memory
+    offload_param: bool = False  # ZeRO-3 only: keep parameters in CPU memory between uses
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 keeps fp32 master weights in the optimizer
+    gradient_clipping: float = 1.0  # max global grad norm; 0 disables clipping
+    # A DeepSpeed JSON used instead of the generated one; batch sizes and clipping missing
+    # from it are filled from the recipe so the data pipeline and DeepSpeed agree.
+    config_file: Path | None = _must_exist(default=None)
+
+
+@dataclass
+class StageData:
+    """The data mix of one stage."""
+
+    train: list[Component]  # dataset components, mixed by ``weights``
+    # Per-dataset share of an epoch, as a multiple of the dataset's size (1 = every item
+    # once per epoch, 0.5 = a random half, 2 = twice). Default: 1 for each.
+    weights: list[float] | None = None
+    val: list[Component] = field(default_factory=list)  # evaluated at stage end (loss)
+
+
+@dataclass
+class StageConfig:
+    """One training stage. Each stage starts from the previous stage's saved weights."""
+
+    name: str  # folder name under output_dir: letters, digits, '-', '_'
+    steps: int  # optimizer steps
+    lr: float  # peak learning rate
+    data: StageData
+    trainable: list[str] | None = None  # top-level part names to train; None: every parameter
+    micro_batch_size: int = 1  # per rank, per forward
+    gradient_accumulation_steps: int = 1
+    warmup_steps: int = 0  # linear warmup from 0 to ``lr``
+    min_lr_ratio: float = 0.0  # cosine decays from ``lr`` to ``lr * min_lr_ratio`` at ``steps``
+    eval_max_batches: int | None = None  # cap on validation batches per rank (None: whole split)
+
+
+@dataclass
+class TrainConfig:
+    """A whole recipe."""
+
+    output_dir: Path  # stages write ``output_dir/<stage>/`` (checkpoints, final/, metrics)
+    model: Component  # builds the stage-0 model; later stages load the previous ``final/``
+    stages: list[StageConfig]
+    seed: int = 0  # model init, data order, per-item jitter and dropout all derive from it
+    resume: bool = False  # continue from the newest checkpoint in output_dir
+    deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
+    optimizer: Component = field(default_factory=lambda: {COMPONENT_KEY: "torch.optim.AdamW"})  # lr comes from the stage
+    gradient_checkpointing: bool = False  # calls model.gradient_checkpointing_enable()
+    checkpoint_every: int = 0  # optimizer steps between checkpoints (0: only at stage end)
+    keep_last: int = 2  # checkpoints kept per stage (older ones are deleted)
+    log_every: int = 1  # optimizer steps between metric lines
+    num_workers: int = 0  # DataLoader worker processes per rank
+    max_skip_fraction: float = 0.05  # stop when skipped / seen items passes this
+    skip_check_after: int = 32  # seen items before the fraction is enforced (one bad item in the first batch is not a trend)
+    tensorboard: bool = True
+    progress_bar: bool = True
+
+
+# --------------------------------------------------------------------------------------
+# YAML + overrides
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError([f"recipe file not found: {path}"])
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError([f"YAML syntax error: {error}"], source=str(path)) from None
+    if not isinstance(data, dict):
+        raise ConfigError([f"top level must be a mapping, got {type(data).__name__}"], source=str(path))
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``a.b=3`` / ``stages.0.steps=10`` overrides (values parsed with yaml.safe_load).
+
+    Intermediate keys must exist (a typo is an error, not a new branch); the last key may be
+    new, so optional fields can be set. List items are addressed by index.
+    """
+    for override in overrides:
+        key, sep, raw_value = override.partition("=")
+        if not sep or not key:
+            raise ConfigError([f"override {override!r}: expected key=value"])
+        try:
+            value = yaml.safe_load(raw_value)
+        except yaml.YAMLError as error:
+            raise ConfigError([f"override {override!r}: value is not valid YAML: {error}"]) from None
+        node: Any = data
+        parts = key.split(".")
+        for depth, part in enumerate(parts):
+            where = ".".join(parts[: depth + 1])
+            last = depth == len(parts) - 1
+            if isinstance(node, list):
+                if not part.lstrip("-").isdigit() or not -len(node) <= int(part) < len(node):
+                    raise ConfigError([f"override {override!r}: {where}: no list item {part} (the list has {len(node)})"])
+                if last:
+                    node[int(part)] = value
+                else:
+                    node = node[int(part)]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                elif part not in node:
+                    raise ConfigError([f"override {override!r}: {where}: no such key (have {sorted(node)})"])
+                else:
+                    node = node[part]
+            else:
+                raise ConfigError([f"override {override!r}: {where}: cannot index into a {type(node).__name__}"])
+    return data
+
+
+# --------------------------------------------------------------------------------------
+# Typed conversion with key paths
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any, path: str, problems: list[str]) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        candidates = [a for a in args if a is not type(None)]
+        for candidate in candidates:
+            trial: list[str] = []
+            converted = _convert(value, candidate, path, trial)
+            if not trial:
+                return converted
+        problems.append(f"{path}: expected {' or '.join(_type_name(a) for a in args)}, got {type(value).__name__} {value!r}")
+        return value
+    if origin is Literal:
+        if value not in args:
+            problems.append(f"{path}: expected one of {list(args)}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            problems.append(f"{path}: expected a list, got {type(value).__name__} {value!r}")
+            return value
+        return [_convert(item, args[0], f"{path}[{i}]", problems) for i, item in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            problems.append(f"{path}: expected a mapping, got {type(value).__name__} {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return _build_dataclass(tp, value, path, problems)
+    if tp is Path:
+        if not isinstance(value, (str, Path)):
+            problems.append(f"{path}: expected a path string, got {type(value).__name__} {value!r}")
+            return value
+        return Path(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problems.append(f"{path}: expected a number, got {type(value).__name__} {value!r}")
+            return value
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            problems.append(f"{path}: expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp in (str, bool):
+        if not isinstance(value, tp):
+            problems.append(f"{path}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+        return value
+    raise TypeError(f"config schema uses an unsupported type {tp!r} at {path}")
+
+
+def _build_dataclass(cls: type, value: Any, path: str, problems: list[str]) -> Any:
+    prefix = f"{path}." if path else ""
+    if not isinstance(value, dict):
+        problems.append(f"{path or '<top level>'}: expected a mapping, got {type(value).__name__} {value!r}")
+        return None
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in value:
+        if key not in fields:
+            problems.append(f"{prefix}{key}: unknown key (allowed: {', '.join(fields)})")
+    kwargs: dict[str, Any] = {}
+    for name, spec in fields.items():
+        if name in value:
+            converted = _convert(value[name], hints[name], prefix + name, problems)
+            if spec.metadata.get("must_exist") and isinstance(converted, Path) and not converted.exists():
+                problems.append(f"{prefix}{name}: file not found: {converted}")
+            kwargs[name] = converted
+        elif spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+            problems.append(f"{prefix}{name}: missing required key")
+    try:
+        return cls(**kwargs)
+    except TypeError:  # a required key is missing: already reported above
+        return None
+
+
+# --------------------------------------------------------------------------------------
+# Component checks: allowed path, known keyword arguments, files that must exist
+
+
+def check_component(
+    cfg: Any,
+    path: str,
+    problems: list[str],
+    *,
+    allowed_packages: Sequence[str],
+    injected: Sequence[str] = (),
+) -> None:
+    """Check a component mapping against the signature of what it names.
+
+    ``injected`` are keyword arguments the engine supplies (e.g. ``processor``, ``seed``),
+    so the recipe need not give them. Arguments annotated ``Path`` must exist on disk.
+    """
+    if not is_component(cfg):
+        problems.append(f"{path}: expected a mapping with a {COMPONENT_KEY!r} key, got {cfg!r}")
+        return
+    try:
+        target = resolve_component(cfg[COMPONENT_KEY], allowed_packages=allowed_packages)
+    except (ComponentError, ImportError) as error:
+        problems.append(f"{path}.{COMPONENT_KEY}: {error}")
+        return
+    for key, value in cfg.items():
+        if is_component(value):
+            check_component(value, f"{path}.{key}", problems, allowed_packages=allowed_packages)
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):
+        return  # builtins without a signature: nothing more to check
+    params = signature.parameters
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    given = set(cfg) - {COMPONENT_KEY}
+    if not accepts_any:
+        for key in sorted(given - set(params)):
+            problems.append(f"{path}.{key}: unknown argument of {cfg[COMPONENT_KEY]} (allowed: {', '.join(params)})")
+    for name, param in params.items():
+        required = param.default is inspect.Parameter.empty and param.kind in (
+            inspect.Parameter.KEYWORD_ONLY,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        )
+        if required and name not in given and name not in injected and name != "self":
+            problems.append(f"{path}.{name}: missing required argument of {cfg[COMPONENT_KEY]}")
+    try:
+        hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
+    except Exception:  # unresolvable annotations in third-party code: skip the file checks
+        hints = {}
+    for name in given:
+        value = cfg[name]
+        if _is_path_type(hints.get(name)) and isinstance(value, (str, Path)) and not Path(value).exists():
+            problems.append(f"{path}.{name}: file not found: {value}")
+
+
+def _is_path_type(tp: Any) -> bool:
+    if tp is Path:
+        return True
+    return typing.get_origin(tp) in (typing.Union, types.UnionType) and Path in typing.get_args(tp)
+
+
+# Keyword arguments the engine passes to components itself (see videovlm.train.engine).
+DATASET_INJECTED = ("processor", "train", "seed")
+OPTIMIZER_INJECTED = ("params", "lr")
+
+
+def validate(
+    data: Mapping[str, Any],
+    *,
+    allowed_packages: Sequence[str] = DEFAULT_ALLOWED_PACKAGES,
+    source: str = "",
+) -> TrainConfig:
+    """Turn a raw mapping into a ``TrainConfig`` or raise ``ConfigError`` listing every problem."""
+    problems: list[str] = []
+    config = _build_dataclass(TrainConfig, dict(data), "", problems)
+    if config is None or problems:
+        raise ConfigError(problems, source=source)
+    check_component(config.model, "model", problems, allowed_packages=allowed_packages)
+    check_component(config.optimizer, "optimizer", problems, allowed_packages=allowed_packages, injected=OPTIMIZER_INJECTED)
+    ds = config.deepspeed
+    if ds.zero_stage not in (0, 1, 2, 3):
+        problems.append(f"deepspeed.zero_stage: must be 0, 1, 2 or 3, got {ds.zero_stage}")
+    if ds.offload_param and ds.zero_stage != 3:
+        problems.append("deepspeed.offload_param: parameter offload needs zero_stage 3")
+    if ds.offload_optimizer and ds.zero_stage == 0:
+        problems.append("deepspeed.offload_optimizer: optimizer offload needs zero_stage 1, 2 or 3")
+    for name in ("checkpoint_every", "num_workers", "skip_check_after"):
+        if getattr(config, name) < 0:
+            problems.append(f"{name}: must be >= 0, got {getattr(config, name)}")
+    for name in ("keep_last", "log_every"):
+        if getattr(config, name) < 1:
+            problems.append(f"{name}: must be >= 1, got {getattr(config, name)}")
+    if not 0.0 <= config.max_skip_fraction <= 1.0:
+        problems.append(f"max_skip_fraction: must be in [0, 1], got {config.max_skip_fraction}")
+    if not config.stages:
+        problems.append("stages: at least one stage is required")
+    seen_names: set[str] = set()
+    for i, stage in enumerate(config.stages):
+        _validate_stage(stage, f"stages[{i}]", problems, seen_names, allowed_packages)
+    if problems:
+        raise ConfigError(problems, source=source)
+    return config
+
+
+def _validate_stage(stage: StageConfig, where: str, problems: list[str], seen_names: set[str], allowed_packages: Sequence[str]) -> None:
+    if not stage.name or not all(c.isalnum() or c in "-_" for c in stage.name):
+        problems.append(f"{where}.name: use letters, digits, '-' and '_' only, got {stage.name!r}")
+    elif stage.name in seen_names:
+        problems.append(f"{where}.name: duplicate stage name {stage.name!r}")
+    seen_names.add(stage.name)
+    for name in ("steps", "micro_batch_size", "gradient_accumulation_steps"):
+        if getattr(stage, name) < 1:
+            problems.append(f"{where}.{name}: must be >= 1, got {getattr(stage, name)}")
+    if stage.lr <= 0:
+        problems.append(f"{where}.lr: must be > 0, got {stage.lr}")
+    if not 0 <= stage.warmup_steps <= stage.steps:
+        problems.append(f"{where}.warmup_steps: must be in [0, steps={stage.steps}], got {stage.warmup_steps}")
+    if not 0.0 <= stage.min_lr_ratio <= 1.0:
+        problems.append(f"{where}.min_lr_ratio: must be in [0, 1], got {stage.min_lr_ratio}")
+    if stage.trainable is not None and not stage.trainable:
+        problems.append(f"{where}.trainable: an empty list trains nothing (omit the key to train everything)")
+    if not stage.data.train:
+        problems.append(f"{where}.data.train: at least one dataset is required")
+    if stage.data.weights is not None:
+        if len(stage.data.weights) != len(stage.data.train):
+            problems.append(f"{where}.data.weights: {len(stage.data.weights)} weights for {len(stage.data.train)} datasets")
+        if any(w < 0 for w in stage.data.weights) or not any(w > 0 for w in stage.data.weights):
+            problems.append(f"{where}.data.weights: must be >= 0 with at least one > 0, got {stage.data.weights}")
+    for split in ("train", "val"):
+        for j, component in enumerate(getattr(stage.data, split)):
+            check_component(component, f"{where}.data.{split}[{j}]", problems, allowed_packages=allowed_packages, injected=DATASET_INJECTED)
+
+
+def load_config(
+    path: str | Path,
+    overrides: Sequence[str] = (),
+    *,
+    allowed_packages: Sequence[str] = DEFAULT_ALLOWED_PACKAGES,
+) -> TrainConfig:
+    """Read a recipe, apply overrides and validate it (nothing heavy is built)."""
+    data = apply_overrides(load_yaml(path), overrides)
+    return validate(data, allowed_packages=allowed_packages, source=str(path))
+
+
+def config_to_dict(config: TrainConfig) -> dict[str, Any]:
+    """The resolved config as plain JSON-able data (paths as strings)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(dataclasses.asdict(config))
