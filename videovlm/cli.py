@@ -57,6 +57,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # The `deepspeed` launcher puts --local_rank=N right after the program, before the
+    # subcommand; LOCAL_RANK in the env carries the same value, so drop it there.
+    while argv and argv[0].startswith(("--local_rank=", "--local-rank=")):
+        argv.pop(0)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
