@@ -30,7 +30,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -279,4 +279,77 @@ class FeatureCache:
         }
 
 
-OnMiss = Literal["compute", "error"]
+
+# --------------------------------------------------------------------------------------
+# Precomputing (``videovlm cache-features``)
+
+
+@dataclass
+class PrecomputeReport:
+    """What a precompute pass did: videos seen, frames computed now, frames already cached,
+    and the videos that could not be read (path, reason)."""
+
+    videos: int = 0
+    computed: int = 0
+    reused: int = 0
+    failed: list[tuple[str, str]] | None = None
+
+
+def frames_to_cache(sampler, metadata: VideoMetadata) -> list[int]:
+    """The distinct frames training can ask for: the eval-time sample for a sampler without
+    jitter, every frame of the video for one with jitter (any of them may be drawn)."""
+    if getattr(sampler, "jitter", False):
+        return list(range(metadata.num_frames))
+    return sorted(set(sampler(metadata).indices))
+
+
+def compute_frame_features(front: FrozenFront, processor, frames: torch.Tensor, *, chunk: int = 32) -> torch.Tensor:
+    """uint8 frames ``(T, H, W, 3)`` -> features ``(T, N, D)``, ``chunk`` frames per forward."""
+    from videovlm.models import frames_to_pixel_values
+
+    out = []
+    for start in range(0, frames.shape[0], chunk):
+        pixels = frames_to_pixel_values(frames[start : start + chunk], processor.pixel)  # (1, t, C, H, W)
+        out.append(front(pixels)[0])  # (t, N, D)
+    return torch.cat(out)
+
+
+def precompute(
+    *,
+    cache: FeatureCache,
+    namespace: Namespace,
+    front: FrozenFront,
+    processor,
+    videos: Iterable[str | Path],
+    sampler,
+    sampler_spec: str,
+    decode_size: Sequence[int] | None = None,
+    progress: bool = False,
+) -> PrecomputeReport:
+    """Cache the frames ``sampler`` can draw from each video (already cached frames are kept)."""
+    from tqdm import tqdm
+
+    from videovlm.video import open_video
+
+    report = PrecomputeReport(failed=[])
+    for path in tqdm(list(dict.fromkeys(str(v) for v in videos)), desc="cache-features", unit="video", disable=not progress):
+        report.videos += 1
+        try:
+            identity = video_identity(path)
+            with open_video(path, resize=tuple(decode_size) if decode_size is not None else None) as reader:
+                wanted = frames_to_cache(sampler, reader.metadata)
+                entry = cache.video_entry(namespace, identity)
+                todo = [f for f in wanted if entry is None or str(f) not in entry["frames"]]
+                report.reused += len(wanted) - len(todo)
+                if todo:
+                    features = compute_frame_features(front, processor, reader.get_frames(todo).frames)
+                else:
+                    features = torch.empty(0)
+                metadata = reader.metadata
+        except (VideoDecodeError, OSError, ValueError) as e:
+            report.failed.append((path, f"{type(e).__name__}: {e}"))
+            continue
+        cache.add(namespace, identity, metadata, todo, features, sampler=sampler_spec)
+        report.computed += len(todo)
+    cache.flush()
+    return report

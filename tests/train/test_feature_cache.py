@@ -1,0 +1,167 @@
+"""Frozen-feature cache: hits, misses, staleness, and the same training losses as on the fly."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from tests.qa.conftest import build_micro
+from videovlm.train.feature_cache import FeatureCache, FeatureCacheError, FrozenFront, model_namespace, precompute
+from videovlm.train.feature_cache_data import CachedFeatureVideoLlama, use_cached_features
+
+SAMPLER = "segment:3"  # jitter: a different frame per segment each epoch
+PARTS = ["video_qformer", "projector"]  # Video-LLaMA stage 1: vision and LLM frozen
+
+
+def _encode(processor, record, frames, valid):
+    item = processor(record, frames=frames)
+    item["frame_mask"] = valid
+    return item
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from videovlm.models import train_tokenizer
+
+    return train_tokenizer(["what is in the video? a red blue green square moves left right"], vocab_size=80)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    from videovlm.video.writer import write_video
+
+    folder = tmp_path_factory.mktemp("cache_videos")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(3):
+        frames = rng.integers(0, 255, size=(9, 40, 40, 3), dtype=np.uint8)
+        paths.append(write_video(folder / f"v{i}.mp4", list(frames), fps=6))
+    return paths
+
+
+def _records(videos):
+    from videovlm.data.formats import VideoQA
+
+    answers = ["red square", "blue square", "green square"]
+    return [VideoQA(video_id=p.stem, video=p, question="what is in the video?", answer=a, type="what") for p, a in zip(videos, answers)]
+
+
+def _model(tokenizer):
+    from videovlm.models import set_trainable
+
+    model = build_micro("videollama", tokenizer)
+    set_trainable(model, PARTS)
+    return model
+
+
+def _base_dataset(model, videos):
+    from videovlm.train.data import MediaTextDataset
+
+    return MediaTextDataset(
+        records=_records(videos),
+        media_path=lambda r: (r.video, True),
+        encode=functools.partial(_encode, model.processor),
+        sampler=SAMPLER,
+        train=True,
+        seed=3,
+    )
+
+
+def _train(model, dataset, steps=4):
+    from videovlm.train.data import PadCollator
+
+    collate = PadCollator({"input_ids": model.tokenizer.pad_token_id})
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    model.train()
+    losses = []
+    for step in range(steps):
+        batch = collate([dataset[(step, i)] for i in range(len(dataset))])  # epoch = step: new jitter each step
+        loss = model(**batch.inputs).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    return losses
+
+
+def test_cached_training_matches_on_the_fly(tokenizer, videos, tmp_path):
+    online = _model(tokenizer)
+    online_losses = _train(online, _base_dataset(online, videos))
+
+    model = _model(tokenizer)
+    cache = FeatureCache(tmp_path / "cache")
+    namespace = model_namespace(model, ["vision"])
+    from videovlm.video.samplers import parse_sampler
+
+    report = precompute(cache=cache, namespace=namespace, front=FrozenFront(model, ["vision"]), processor=model.processor,
+                        videos=videos, sampler=parse_sampler(SAMPLER), sampler_spec=SAMPLER)
+    assert (report.videos, report.computed, report.reused, report.failed) == (3, 27, 0, [])  # jitter: every frame of each video
+    again = precompute(cache=FeatureCache(tmp_path / "cache"), namespace=namespace, front=FrozenFront(model, ["vision"]),
+                       processor=model.processor, videos=videos, sampler=parse_sampler(SAMPLER), sampler_spec=SAMPLER)
+    assert (again.computed, again.reused) == (0, 27)
+    assert sorted(p.name for p in (tmp_path / "cache" / namespace.key).iterdir()) == ["shard-00000.safetensors"]
+
+    model, (cached,) = use_cached_features(model=model, datasets=[_base_dataset(model, videos)], cache_dir=tmp_path / "cache",
+                                           trainable=PARTS, on_miss="error")
+    assert isinstance(model, CachedFeatureVideoLlama)
+    item = cached[(0, 0)]
+    assert "pixel_values" not in item and item["frame_features"].shape == (3, 5, 64)  # (T, N, D): CLS + 2x2 patches
+    cached_losses = _train(model, cached)
+    assert cached.misses == 0 and cached.hits == 13
+    assert cached_losses == pytest.approx(online_losses, rel=1e-4, abs=1e-5)
+
+    # The trained model saves as a plain Video-LLaMA.
+    from videovlm.models import VideoLlamaModel, load_pretrained
+
+    assert type(load_pretrained(model.save_pretrained(tmp_path / "final"))) is VideoLlamaModel
+
+
+def test_stale_and_missing_entries_are_never_used(tokenizer, videos, tmp_path):
+    from videovlm.video.samplers import parse_sampler
+
+    model = _model(tokenizer)
+    namespace = model_namespace(model, ["vision"])
+    precompute(cache=FeatureCache(tmp_path / "cache"), namespace=namespace, front=FrozenFront(model, ["vision"]),
+               processor=model.processor, videos=videos[:2], sampler=parse_sampler(SAMPLER), sampler_spec=SAMPLER)
+
+    # Video 2 was never cached: reported (error) or recomputed (compute).
+    _, (strict,) = use_cached_features(model=model, datasets=[_base_dataset(model, videos)], cache_dir=tmp_path / "cache", trainable=PARTS, on_miss="error")
+    strict[(0, 0)]
+    with pytest.raises(FeatureCacheError, match=r"v2.mp4 frames .*not cached"):
+        strict[(0, 2)]
+
+    # One changed frozen weight: a new namespace, so nothing cached before is served.
+    stale = _model(tokenizer)
+    with torch.no_grad():
+        next(stale.vision.parameters()).view(-1)[0] += 1e-3
+    assert model_namespace(stale, ["vision"]).key != namespace.key
+    _, (strict,) = use_cached_features(model=stale, datasets=[_base_dataset(stale, videos)], cache_dir=tmp_path / "cache", trainable=PARTS, on_miss="error")
+    with pytest.raises(FeatureCacheError, match="stale cache"):
+        strict[(0, 0)]
+    _, (lenient,) = use_cached_features(model=stale, datasets=[_base_dataset(stale, videos)], cache_dir=tmp_path / "cache", trainable=PARTS, on_miss="compute")
+    recomputed = lenient[(1, 0)]["frame_features"]
+    online = _base_dataset(stale, videos)[(1, 0)]
+    expected = FrozenFront(stale, ["vision"])(online["pixel_values"].unsqueeze(0))[0]
+    torch.testing.assert_close(recomputed, expected, rtol=1e-4, atol=1e-5)
+    assert lenient.misses == 1 and lenient.hits == 0
+
+    # An edited video file (new size / mtime) is a different video.
+    stat = videos[0].stat()
+    os.utime(videos[0], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    _, (strict,) = use_cached_features(model=model, datasets=[_base_dataset(model, videos)], cache_dir=tmp_path / "cache", trainable=PARTS, on_miss="error")
+    with pytest.raises(FeatureCacheError, match="file changed"):
+        strict[(0, 0)]
+    os.utime(videos[0], ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_cache_refuses_a_trained_vision_tower(tokenizer, tmp_path):
+    model = _model(tokenizer)
+    with pytest.raises(FeatureCacheError, match="frozen vision tower"):
+        use_cached_features(model=model, datasets=[], cache_dir=tmp_path, trainable=["vision", "projector"])
+    (tmp_path / "index.json").write_text("{not json")
+    with pytest.raises(FeatureCacheError, match="corrupt cache index"):
+        FeatureCache(tmp_path)

@@ -1,0 +1,156 @@
+"""Training from the frozen-feature cache (``features: cached``): a dataset wrapper that
+serves cached frame features, the Video-LLaMA variant that takes them, and the one-call hook
+``use_cached_features`` the training engine calls. The cache itself: ``feature_cache``."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from videovlm.models import VideoLlamaModel
+from videovlm.train.feature_cache import (
+    FeatureCache,
+    FeatureCacheError,
+    FrozenFront,
+    Namespace,
+    cached_parts,
+    compute_frame_features,
+    metadata_from_json,
+    model_namespace,
+    video_identity,
+    video_key,
+)
+from videovlm.video.types import VideoDecodeError, VideoMetadata
+
+OnMiss = Literal["compute", "error"]
+
+
+class CachedFeatureDataset(torch.utils.data.Dataset):
+    """Wraps a ``videovlm.train.data.MediaTextDataset``: same records, sampler, seed and
+    per-item jitter, but items carry ``frame_features (T, N, D)`` from the cache instead of
+    ``pixel_values`` (no decoding when every frame is cached). The text side comes from the
+    family processor (``processor(record)``).
+
+    A frame missing from the namespace (new video, edited file, other frozen weights) is
+    recomputed from the decoded frames with ``front`` (``on_miss="compute"``; kept in memory
+    for the run) or stops training with the reason (``on_miss="error"``).
+    """
+
+    def __init__(self, base, *, cache: FeatureCache, namespace: Namespace, processor, front: FrozenFront | None, on_miss: OnMiss = "compute"):
+        for attribute in ("records", "media_path", "sampler", "seed", "train"):
+            if not hasattr(base, attribute):
+                raise FeatureCacheError(f"features: cached wraps media datasets (videovlm.train.data.MediaTextDataset); {type(base).__name__} has no {attribute!r}")
+        if on_miss not in ("compute", "error"):
+            raise FeatureCacheError(f"on_miss: expected 'compute' or 'error', got {on_miss!r}")
+        if on_miss == "compute" and front is None:
+            raise FeatureCacheError("on_miss='compute' needs the frozen front to recompute missing frames")
+        self.base, self.cache, self.namespace = base, cache, namespace
+        self.processor, self.front, self.on_miss = processor, front, on_miss
+        self.pad_values = dict(getattr(base, "pad_values", {}))
+        self.decode_size = getattr(base, "decode_size", None)
+        self.recomputed: dict[tuple[str, int], torch.Tensor] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self.base.records)
+
+    def __getitem__(self, key):
+        from videovlm.train.data import SkippedItem, item_generator
+
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        record = self.base.records[index]
+        path, is_video = self.base.media_path(record)
+        if not is_video:
+            raise FeatureCacheError(f"{path}: features: cached covers videos; this stage also has image records (train it with features: online)")
+        try:
+            identity = video_identity(path)
+            entry = self.cache.video_entry(self.namespace, identity)
+            metadata = metadata_from_json(entry["metadata"]) if entry is not None else self._metadata(path)
+            generator = item_generator(self.base.seed, epoch, index) if self.base.train else None
+            sample = self.base.sampler(metadata, generator)
+            features, missing = self.cache.lookup(self.namespace, identity, sample.indices)
+            if features is None:
+                self.misses += 1
+                if self.on_miss == "error":
+                    raise FeatureCacheError(self.cache.explain_miss(self.namespace, identity, missing))
+                features = self._recompute(path, identity, sample.indices)
+            else:
+                self.hits += 1
+        except (VideoDecodeError, OSError, ValueError) as error:
+            return SkippedItem(index=index, path=str(path), reason=f"{type(error).__name__}: {error}")
+        item = self.processor(record)
+        item["frame_features"] = features  # (T, N, D)
+        item["frame_mask"] = torch.tensor(sample.valid, dtype=torch.bool)  # (T,)
+        return item
+
+    def _metadata(self, path: Path) -> VideoMetadata:
+        from videovlm.video import open_video
+
+        with open_video(path) as reader:
+            return reader.metadata
+
+    def _recompute(self, path: Path, identity: dict[str, Any], indices: Sequence[int]) -> torch.Tensor:
+        from videovlm.video import open_video
+
+        key = video_key(identity)
+        todo = sorted({i for i in indices if (key, i) not in self.recomputed})
+        if todo:
+            with open_video(path, resize=tuple(self.decode_size) if self.decode_size is not None else None) as reader:
+                features = compute_frame_features(self.front, self.processor, reader.get_frames(todo).frames)
+            for i, feature in zip(todo, features):
+                self.recomputed[(key, i)] = feature
+        return torch.stack([self.recomputed[(key, i)] for i in indices])
+
+
+class CachedFeatureVideoLlama(VideoLlamaModel):
+    """Video-LLaMA that takes ``frame_features (B, T, N, D)`` (the cached output of its
+    frozen front) in place of ``pixel_values (B, T, C, H, W)``. Saved and loaded exactly
+    like ``VideoLlamaModel`` (same config, same weights)."""
+
+    cached_parts: tuple[str, ...] = ("vision",)
+
+    def forward(self, *, input_ids, pixel_values=None, frame_features=None, **kwargs):
+        if (pixel_values is None) == (frame_features is None):
+            raise ValueError("give exactly one of pixel_values (B, T, C, H, W) and frame_features (B, T, N, D)")
+        return super().forward(input_ids=input_ids, pixel_values=frame_features if frame_features is not None else pixel_values, **kwargs)
+
+    def encode_video(self, pixel_values, frame_mask=None):
+        if pixel_values.ndim != 4:  # pixels: the full path
+            return super().encode_video(pixel_values, frame_mask)
+        tokens = pixel_values  # (B, T, N, D) cached frame features
+        if tokens.shape[1] > self.config.max_frames:
+            raise ValueError(f"frame_features: {tokens.shape[1]} frames but max_frames is {self.config.max_frames}")
+        if self.image_qformer is not None and "image_qformer" not in self.cached_parts:
+            tokens = self.image_qformer(tokens)  # (B, T, Q, D_q)
+        video = self.video_qformer(tokens.float(), frame_mask)  # tokens (B, M, D_t), mask (B, M)
+        return self.projector(video.tokens), video.mask
+
+
+def use_cached_features(*, model: nn.Module, datasets: Sequence, cache_dir: str | Path, trainable: Sequence[str] | None, on_miss: OnMiss = "compute"):
+    """The training engine's hook for ``features: cached``: returns (model, datasets) where the
+    model reads ``frame_features`` and each dataset serves them from ``cache_dir``.
+
+    Call it after the stage's trainable parts are set and before the model is wrapped by
+    DeepSpeed (the frozen weights are hashed here, while every rank holds them whole)."""
+    if not isinstance(model, VideoLlamaModel):
+        raise FeatureCacheError(f"features: cached supports Video-LLaMA models (frozen vision front); got {type(model).__name__}")
+    parts = cached_parts(model, trainable)
+    # Same modules, new methods: the model keeps its weights, config, freezing and processor.
+    model.__class__ = CachedFeatureVideoLlama
+    model.cached_parts = parts
+    front = copy.deepcopy(FrozenFront(model, parts)).eval() if on_miss == "compute" else None
+    cache = FeatureCache(cache_dir)
+    namespaces: dict[Any, Namespace] = {}  # per decode size (the frozen weights are hashed once each)
+    wrapped = []
+    for ds in datasets:
+        size = getattr(ds, "decode_size", None)
+        if size not in namespaces:
+            namespaces[size] = model_namespace(model, parts, decode_size=size)
+        wrapped.append(CachedFeatureDataset(ds, cache=cache, namespace=namespaces[size], processor=model.processor, front=front, on_miss=on_miss))
+    return model, wrapped
