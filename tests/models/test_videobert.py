@@ -73,9 +73,8 @@ def test_visual_words_fit_and_ids(model, batch, tmp_path):
     before = torch.cdist(model.frame_features(pixels)[batch["frame_mask"]], model.visual_words).min(1).values.pow(2).mean()
     distortion = model.fit_visual_words(pixel_values=pixels, frame_mask=batch["frame_mask"], iterations=5)
     assert distortion < float(before)
-    with pytest.raises(ValueError, match="14 frames to fit 64 visual words"):
-        tiny = tiny_videobert(tokenizer=model.tokenizer, num_visual_words=64)
-        tiny.fit_visual_words(pixel_values=pixels, frame_mask=batch["frame_mask"])
+    with pytest.raises(ValueError, match="3 frames to fit 8 visual words"):
+        model.fit_visual_words(pixel_values=pixels[:1, :3])
     # the fitted codebook is saved with the weights
     model.save_pretrained(tmp_path)
     loaded = load_pretrained(tmp_path)

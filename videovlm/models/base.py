@@ -113,6 +113,21 @@ def load_saved_tokenizer(directory: Path):
         hf_logging.set_verbosity(verbosity)
 
 
+def check_family_config(*, family: str, lm_field: str, lm_kind: str, expected_kind: str, max_frames: int) -> None:
+    """The checks every family config makes: the right kind of language model, max_frames >= 1."""
+    if lm_kind != expected_kind:
+        raise ModelConfigError(f"{lm_field}.kind: {family} needs a {expected_kind} language model, got {lm_kind!r}")
+    if max_frames < 1:
+        raise ModelConfigError(f"max_frames: must be >= 1, got {max_frames}")
+
+
+def require_pixel_settings(vision_config) -> Any:
+    """The pixel settings a processor needs; a saved config always has them."""
+    if vision_config.pixel is None:
+        raise ModelConfigError("vision.pixel: not set in this config; build the model to read it from the checkpoint")
+    return vision_config.pixel
+
+
 def read_config_json(directory: Path) -> dict:
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():

@@ -64,19 +64,19 @@ class VideoOFAProcessor(FamilyProcessor):
     def __call__(self, record: Any, frames=None) -> dict[str, torch.Tensor]:
         """A training item from a VideoQA / VideoCaption / ImageCaption / Conversation record.
         A conversation becomes: all turns before the last answer -> the last answer."""
-        record_id, kind, turns = record_turns(
+        from videovlm.data.formats import VideoQA
+
+        record_id, _, turns = record_turns(
             record, video_prompt=self.template.video_caption, image_prompt=self.template.image_caption
         )
         where = f"record {record_id}"
-        if type(record).__name__ == "VideoQA":
-            instruction = self.template.qa.format(question=record.question)
-        else:
-            last_answer = max(i for i, t in enumerate(turns) if t.role == "gpt") if any(t.role == "gpt" for t in turns) else None
-            if last_answer is None:
-                raise ProcessorError(f"{where}: no gpt turn to use as the target")
-            instruction = " ".join(t.text for t in turns[:last_answer])
-            return self.encode(instruction, turns[last_answer].text, frames, where=where)
-        return self.encode(instruction, turns[-1].text, frames, where=where)
+        if isinstance(record, VideoQA):
+            return self.encode(self.template.qa.format(question=record.question), record.answer, frames, where=where)
+        answers = [i for i, t in enumerate(turns) if t.role == "gpt"]
+        if not answers:
+            raise ProcessorError(f"{where}: no gpt turn to use as the target")
+        instruction = " ".join(t.text for t in turns[: answers[-1]])
+        return self.encode(instruction, turns[answers[-1]].text, frames, where=where)
 
     def matching(self, caption: str, *, matches: bool, frames=None) -> dict[str, torch.Tensor]:
         """Video-text matching item: does ``caption`` describe these frames? (yes / no)."""

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
-from videovlm.models.base import IGNORE_INDEX, VideoFamilyModel
+from videovlm.models.base import IGNORE_INDEX, VideoFamilyModel, check_family_config, require_pixel_settings
 from videovlm.models.configs import ModelConfigError
 from videovlm.models.language import LanguageModelConfig, build_language_model, saved_language_config
 from videovlm.models.processing_bert import BertTemplateConfig, VideoBertProcessor
@@ -60,8 +60,9 @@ class VideoBertConfig:
     model_type: str = "videobert"
 
     def __post_init__(self):
-        if self.bert.kind != "masked":
-            raise ModelConfigError(f"bert.kind: VideoBERT needs a masked LM, got {self.bert.kind!r}")
+        check_family_config(
+            family="VideoBERT", lm_field="bert", lm_kind=self.bert.kind, expected_kind="masked", max_frames=self.max_frames
+        )
         if self.num_visual_words < 2:
             raise ModelConfigError(f"num_visual_words: must be >= 2, got {self.num_visual_words}")
         if not 0.0 < self.mlm_probability < 1.0:
@@ -97,16 +98,15 @@ class VideoBertModel(VideoFamilyModel):
         self.alignment_head = nn.Linear(self.bert.config.hidden_size, 1)
         # Codebook of visual words; fitted by k-means (fit_visual_words), saved with the weights.
         self.register_buffer("visual_words", torch.randn(config.num_visual_words, self.vision.hidden_size))
-        self.processor = self.build_processor(
-            dataclasses.replace(config, vision=dataclasses.replace(config.vision, pixel=self.vision.pixel)),
-            tokenizer=self.tokenizer,
+        self.processor = VideoBertProcessor(
+            tokenizer=self.tokenizer, pixel=self.vision.pixel, max_frames=config.max_frames, template=config.template
         )
 
     @classmethod
     def build_processor(cls, config: VideoBertConfig, *, tokenizer) -> VideoBertProcessor:
-        if config.vision.pixel is None:
-            raise ModelConfigError("vision.pixel: not set in this config; build the model to read it from the checkpoint")
-        return VideoBertProcessor(tokenizer=tokenizer, pixel=config.vision.pixel, max_frames=config.max_frames, template=config.template)
+        return VideoBertProcessor(
+            tokenizer=tokenizer, pixel=require_pixel_settings(config.vision), max_frames=config.max_frames, template=config.template
+        )
 
     def saved_config(self) -> VideoBertConfig:
         return dataclasses.replace(

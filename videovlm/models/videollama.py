@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from transformers import AutoTokenizer
 
-from videovlm.models.base import VideoFamilyModel, splice_visual_tokens
+from videovlm.models.base import VideoFamilyModel, check_family_config, require_pixel_settings, splice_visual_tokens
 from videovlm.models.configs import ModelConfigError, resolve_component
 from videovlm.models.language import (
     LanguageModelConfig,
@@ -70,10 +70,9 @@ class VideoLlamaConfig:
     model_type: str = "videollama"
 
     def __post_init__(self):
-        if self.llm.kind != "causal":
-            raise ModelConfigError(f"llm.kind: Video-LLaMA needs a causal LM, got {self.llm.kind!r}")
-        if self.max_frames < 1:
-            raise ModelConfigError(f"max_frames: must be >= 1, got {self.max_frames}")
+        check_family_config(
+            family="Video-LLaMA", lm_field="llm", lm_kind=self.llm.kind, expected_kind="causal", max_frames=self.max_frames
+        )
         if "_component_" not in self.temporal:
             raise ModelConfigError("temporal._component_: missing (dotted path of a temporal encoder class)")
 
@@ -138,10 +137,8 @@ class VideoLlamaModel(VideoFamilyModel):
     @classmethod
     def build_processor(cls, config: VideoLlamaConfig, *, tokenizer) -> VideoLlamaProcessor:
         """The processor of a saved config (its ``vision.pixel`` is filled in by saving)."""
-        if config.vision.pixel is None:
-            raise ModelConfigError("vision.pixel: not set in this config; build the model to read it from the checkpoint")
         return VideoLlamaProcessor(
-            tokenizer=tokenizer, pixel=config.vision.pixel, max_frames=config.max_frames, template=config.template
+            tokenizer=tokenizer, pixel=require_pixel_settings(config.vision), max_frames=config.max_frames, template=config.template
         )
 
     @property

@@ -25,7 +25,7 @@ from einops import rearrange, repeat
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutput
 
-from videovlm.models.base import VideoFamilyModel
+from videovlm.models.base import VideoFamilyModel, check_family_config, require_pixel_settings
 from videovlm.models.configs import ModelConfigError
 from videovlm.models.language import LanguageModelConfig, build_language_model, saved_language_config
 from videovlm.models.processing_ofa import OFATemplateConfig, VideoOFAProcessor
@@ -104,10 +104,9 @@ class VideoOFAConfig:
     model_type: str = "videoofa"
 
     def __post_init__(self):
-        if self.seq2seq.kind != "seq2seq":
-            raise ModelConfigError(f"seq2seq.kind: VideoOFA needs an encoder-decoder LM, got {self.seq2seq.kind!r}")
-        if self.max_frames < 1:
-            raise ModelConfigError(f"max_frames: must be >= 1, got {self.max_frames}")
+        check_family_config(
+            family="VideoOFA", lm_field="seq2seq", lm_kind=self.seq2seq.kind, expected_kind="seq2seq", max_frames=self.max_frames
+        )
 
 
 class VideoOFAModel(VideoFamilyModel):
@@ -129,13 +128,15 @@ class VideoOFAModel(VideoFamilyModel):
             max_frames=config.max_frames,
             has_cls=self.vision.has_cls and self.vision.select == "all",
         )
-        self.processor = self.build_processor(dataclasses.replace(config, vision=dataclasses.replace(config.vision, pixel=self.vision.pixel)), tokenizer=self.tokenizer)
+        self.processor = VideoOFAProcessor(
+            tokenizer=self.tokenizer, pixel=self.vision.pixel, max_frames=config.max_frames, template=config.template
+        )
 
     @classmethod
     def build_processor(cls, config: VideoOFAConfig, *, tokenizer) -> VideoOFAProcessor:
-        if config.vision.pixel is None:
-            raise ModelConfigError("vision.pixel: not set in this config; build the model to read it from the checkpoint")
-        return VideoOFAProcessor(tokenizer=tokenizer, pixel=config.vision.pixel, max_frames=config.max_frames, template=config.template)
+        return VideoOFAProcessor(
+            tokenizer=tokenizer, pixel=require_pixel_settings(config.vision), max_frames=config.max_frames, template=config.template
+        )
 
     def saved_config(self) -> VideoOFAConfig:
         return dataclasses.replace(
