@@ -46,11 +46,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"videovlm data synth: {e}", file=sys.stderr)
         return 2
     stats = json.loads((result.output_dir / "stats.json").read_text(encoding="utf-8"))
-    card = render_card(stats, seconds=result.seconds, workers=result.workers)
+    card = render_card(stats, seconds=result.seconds, cpu_seconds=result.cpu_seconds, workers=result.workers)
     (result.output_dir / "README.md").write_text(card, encoding="utf-8")
     if args.card is not None:
         args.card.parent.mkdir(parents=True, exist_ok=True)
         args.card.write_text(card, encoding="utf-8")
     total = sum(result.counts.values())
-    print(f"wrote {total} videos ({', '.join(f'{k} {v}' for k, v in result.counts.items())}) to {result.output_dir} in {result.seconds:.1f} s")
+    print(f"wrote {total} videos ({', '.join(f'{k} {v}' for k, v in result.counts.items())}) to {result.output_dir} in {result.seconds:.1f} s ({result.cpu_seconds:.1f} s CPU)")
     return 0

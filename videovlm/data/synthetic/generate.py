@@ -30,6 +30,7 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 SPLIT_FILES: tuple[str, ...] = ("captions.csv", "qa.json", "instructions.json", "image_captions.json", "annotations.jsonl")
 # x264 quality: low enough that the saturated colours keep their hue after 4:2:0 subsampling.
 VIDEO_CRF = 18
+X264_PRESET = "veryfast"  # ~40% less encode time than the default "medium" and no larger at this size
 JPEG_QUALITY = 92
 
 
@@ -54,7 +55,7 @@ def make_video(task: VideoTask) -> dict:
     ann = sample_scene(rng, video_id=task.video_id, size=task.size, num_frames=task.num_frames, fps=task.fps)
     frames = render_video(ann, render_background(rng, height=task.size, width=task.size))  # (T, H, W, 3)
     split_dir = Path(task.split_dir)
-    write_video(split_dir / ann.video, frames, fps=task.fps, crf=VIDEO_CRF)
+    write_video(split_dir / ann.video, frames, fps=task.fps, crf=VIDEO_CRF, options={"preset": X264_PRESET})
     qa_items = sample_questions(rng, ann)
     caption = make_caption(rng, ann)
     turns = make_conversation(rng, caption, qa_items)
@@ -81,6 +82,7 @@ class GenerationResult:
     output_dir: Path
     counts: dict[str, int]  # videos per split
     seconds: float  # wall-clock time of the whole generation
+    cpu_seconds: float  # CPU time (user + system) of this process and its worker processes
     workers: int
 
 
@@ -110,7 +112,7 @@ def generate(
     _check_arguments(counts=counts, size=size, frames=frames, fps=fps, workers=workers)
     output_dir = Path(output_dir)
     _prepare_output(output_dir, overwrite=overwrite)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), _cpu_seconds()
     tasks = [
         VideoTask(str(output_dir / split), seed, number, index, size, frames, float(fps))
         for number, split in enumerate(SPLITS)
@@ -134,7 +136,20 @@ def generate(
         offset += counts[split]
     stats = compute_stats(output_dir, params={"train": train, "val": val, "test": test, "seed": seed, "size": size, "frames": frames, "fps": fps})
     (output_dir / "stats.json").write_text(json.dumps(stats, indent=1) + "\n", encoding="utf-8")
-    return GenerationResult(output_dir=output_dir, counts=counts, seconds=time.perf_counter() - started, workers=workers)
+    return GenerationResult(output_dir=output_dir, counts=counts, seconds=time.perf_counter() - started, cpu_seconds=_cpu_seconds() - cpu_started, workers=workers)
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process and of its finished child processes."""
+    try:
+        import resource
+    except ImportError:  # Windows: no rusage; count this process only
+        return time.process_time()
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
 
 
 def _check_arguments(*, counts: dict[str, int], size: int, frames: int, fps: float, workers: int) -> None:

@@ -49,9 +49,10 @@ def compute_stats(output_dir: str | Path, *, params: dict) -> dict:
             "question_types": per_type,
         }
     train_dir = output_dir / "train"
+    train_qa = read_qa_json(train_dir / "qa.json", check_files=False)
     examples = {
         "captions": [c.caption for c in read_webvid_csv(train_dir / "captions.csv", check_files=False)[:3]],
-        "qa": {kind: next(([q.question, q.answer] for q in read_qa_json(train_dir / "qa.json", check_files=False) if q.type == kind), None) for kind in QUESTION_TYPES},
+        "qa": {kind: next(([q.question, q.answer] for q in train_qa if q.type == kind), None) for kind in QUESTION_TYPES},
     }
     return {"params": params, "answer_vocabulary": list(ANSWER_VOCABULARY), "splits": splits, "examples": examples}
 
@@ -60,7 +61,7 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def render_card(stats: dict, *, seconds: float | None = None, workers: int | None = None) -> str:
+def render_card(stats: dict, *, seconds: float | None = None, cpu_seconds: float | None = None, workers: int | None = None) -> str:
     """The dataset card (markdown) of a generated data set, from ``stats.json``."""
     p = stats["params"]
     scene = SceneConfig()
@@ -83,7 +84,8 @@ def render_card(stats: dict, *, seconds: float | None = None, workers: int | Non
         "matter and the splits never share a random stream.",
     ]
     if seconds is not None:
-        lines += ["", f"Generation time of this set: {seconds:.1f} s with {workers} worker process(es)."]
+        cpu = f" ({cpu_seconds:.1f} s of CPU time over all processes)" if cpu_seconds is not None else ""
+        lines += ["", f"Generation time of this set: {seconds:.1f} s wall-clock with {workers} worker process(es){cpu}."]
     lines += [
         "",
         "## Videos",
