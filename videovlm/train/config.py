@@ -331,10 +331,25 @@ def validate(
     """Turn a raw mapping into a ``TrainConfig`` or raise ``ConfigError`` listing every problem."""
     problems: list[str] = []
     config = _build_dataclass(TrainConfig, dict(data), "", problems)
-    if config is None or problems:
+    if config is None:
         raise ConfigError(problems, source=source)
+    types_ok = not problems  # range checks below compare values, so they need the right types
     check_component(config.model, "model", problems, allowed_packages=allowed_packages)
     check_component(config.optimizer, "optimizer", problems, allowed_packages=allowed_packages, injected=OPTIMIZER_INJECTED)
+    for i, stage in enumerate(config.stages):
+        if stage is not None and stage.data is not None:
+            for split in ("train", "val"):
+                for j, component in enumerate(getattr(stage.data, split)):
+                    where = f"stages[{i}].data.{split}[{j}]"
+                    check_component(component, where, problems, allowed_packages=allowed_packages, injected=DATASET_INJECTED)
+    if types_ok:
+        _check_ranges(config, problems)
+    if problems:
+        raise ConfigError(problems, source=source)
+    return config
+
+
+def _check_ranges(config: TrainConfig, problems: list[str]) -> None:
     ds = config.deepspeed
     if ds.zero_stage not in (0, 1, 2, 3):
         problems.append(f"deepspeed.zero_stage: must be 0, 1, 2 or 3, got {ds.zero_stage}")
@@ -354,13 +369,10 @@ def validate(
         problems.append("stages: at least one stage is required")
     seen_names: set[str] = set()
     for i, stage in enumerate(config.stages):
-        _validate_stage(stage, f"stages[{i}]", problems, seen_names, allowed_packages)
-    if problems:
-        raise ConfigError(problems, source=source)
-    return config
+        _validate_stage(stage, f"stages[{i}]", problems, seen_names)
 
 
-def _validate_stage(stage: StageConfig, where: str, problems: list[str], seen_names: set[str], allowed_packages: Sequence[str]) -> None:
+def _validate_stage(stage: StageConfig, where: str, problems: list[str], seen_names: set[str]) -> None:
     if not stage.name or not all(c.isalnum() or c in "-_" for c in stage.name):
         problems.append(f"{where}.name: use letters, digits, '-' and '_' only, got {stage.name!r}")
     elif stage.name in seen_names:
@@ -384,9 +396,6 @@ def _validate_stage(stage: StageConfig, where: str, problems: list[str], seen_na
             problems.append(f"{where}.data.weights: {len(stage.data.weights)} weights for {len(stage.data.train)} datasets")
         if any(w < 0 for w in stage.data.weights) or not any(w > 0 for w in stage.data.weights):
             problems.append(f"{where}.data.weights: must be >= 0 with at least one > 0, got {stage.data.weights}")
-    for split in ("train", "val"):
-        for j, component in enumerate(getattr(stage.data, split)):
-            check_component(component, f"{where}.data.{split}[{j}]", problems, allowed_packages=allowed_packages, injected=DATASET_INJECTED)
 
 
 def load_config(

@@ -1,0 +1,156 @@
+"""Config validation, overrides, instantiate, DeepSpeed JSON, sampler/collate, schedule, dry-run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from tests.train.conftest import ALLOW, recipe_dict
+from videovlm.cli import main
+from videovlm.train.config import ConfigError, apply_overrides, load_config, validate
+from videovlm.train.data import PadCollator, SkippedItem, StepBatchSampler, epoch_order
+from videovlm.train.deepspeed_config import build_deepspeed_config
+from videovlm.train.engine import warmup_cosine
+from videovlm.train.instantiate import DEFAULT_ALLOWED_PACKAGES, ComponentError, instantiate
+
+TEST_PACKAGES = (*DEFAULT_ALLOWED_PACKAGES, "tests.train.tiny")
+
+
+def problems_of(data: dict, *overrides: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        validate(apply_overrides(data, list(overrides)), allowed_packages=TEST_PACKAGES)
+    return info.value.problems
+
+
+def test_valid_recipe_and_overrides(video_set, tmp_path):
+    data = recipe_dict(video_set, tmp_path / "out")
+    config = validate(apply_overrides(data, ["stages.1.lr=0.5", "deepspeed.zero_stage=3", "seed=7", "model.hidden=8"]), allowed_packages=TEST_PACKAGES)
+    assert config.stages[1].lr == 0.5 and config.deepspeed.zero_stage == 3 and config.seed == 7
+    assert config.model["hidden"] == 8
+    assert config.stages[0].trainable == ["encoder", "head"]
+
+
+def test_errors_name_their_key_path(video_set, tmp_path):
+    data = recipe_dict(video_set, tmp_path / "out")
+    problems = problems_of(
+        data,
+        "stages.0.stepz=3",
+        "stages.1.steps=ten",
+        "stages.0.data.train.0.manifest=/nonexistent/manifest.json",
+        "model.hiddn=3",
+    )
+    text = "\n".join(problems)
+    assert "stages[0].stepz: unknown key" in text
+    assert "stages[1].steps: expected an integer, got str 'ten'" in text
+    assert "stages[0].data.train[0].manifest: file not found: /nonexistent/manifest.json" in text
+    assert "model.hiddn: unknown argument of tests.train.tiny.TinyVideoClassifier" in text
+    # value ranges are checked once the types are right
+    ranges = problems_of(recipe_dict(video_set, tmp_path / "out"), "deepspeed.zero_stage=4", "stages.1.warmup_steps=9", "keep_last=0")
+    assert ranges == [
+        "deepspeed.zero_stage: must be 0, 1, 2 or 3, got 4",
+        "keep_last: must be >= 1, got 0",
+        "stages[1].warmup_steps: must be in [0, steps=4], got 9",
+    ]
+
+
+def test_missing_required_and_bad_deepspeed_combinations(video_set, tmp_path):
+    data = recipe_dict(video_set, tmp_path / "out")
+    del data["stages"][0]["lr"]
+    problems = problems_of(data, "deepspeed.offload_param=true", "deepspeed.precision=fp16")
+    assert "stages[0].lr: missing required key" in problems
+    assert any(p.startswith("deepspeed.precision: expected one of ['fp32', 'bf16']") for p in problems)
+
+
+def test_disallowed_component_is_refused(video_set, tmp_path):
+    problems = problems_of(recipe_dict(video_set, tmp_path / "out"), "model._component_=os.system")
+    assert any("model._component_" in p and "'os.system' is not in an allowed package" in p for p in problems)
+    with pytest.raises(ComponentError, match="not in an allowed package"):
+        instantiate({"_component_": "subprocess.run", "args": ["true"]})
+    with pytest.raises(ComponentError, match="not in an allowed package"):
+        instantiate({"_component_": "videovlmevil.x"})  # a prefix match must end at a dot
+    optimizer = instantiate({"_component_": "torch.optim.SGD", "momentum": 0.5}, params=[torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["momentum"] == 0.5
+
+
+def test_override_errors():
+    data = {"stages": [{"steps": 1}], "deepspeed": {"zero_stage": 0}}
+    with pytest.raises(ConfigError, match="stages.3: no list item 3"):
+        apply_overrides(data, ["stages.3.steps=2"])
+    with pytest.raises(ConfigError, match="deepspeed.zero: no such key"):
+        apply_overrides(data, ["deepspeed.zero.stage=2"])
+    with pytest.raises(ConfigError, match="expected key=value"):
+        apply_overrides(data, ["steps"])
+
+
+def test_deepspeed_json(video_set, tmp_path):
+    config = validate(apply_overrides(recipe_dict(video_set, tmp_path), ["deepspeed.zero_stage=3", "deepspeed.offload_optimizer=true", "deepspeed.offload_param=true", "deepspeed.precision=bf16"]), allowed_packages=TEST_PACKAGES)
+    ds = build_deepspeed_config(config.deepspeed, config.stages[0], world_size=2)
+    assert ds["train_batch_size"] == 2 * 2 * 2 and ds["bf16"] == {"enabled": True}
+    assert ds["zero_optimization"]["offload_optimizer"]["device"] == "cpu" and ds["zero_optimization"]["offload_param"]["device"] == "cpu"
+    assert ds["zero_force_ds_cpu_optimizer"] is False
+    given = tmp_path / "ds.json"
+    given.write_text(json.dumps({"zero_optimization": {"stage": 1}, "train_batch_size": 99}))
+    config.deepspeed.config_file = given
+    with pytest.raises(ConfigError, match="train_batch_size=99 disagrees"):
+        build_deepspeed_config(config.deepspeed, config.stages[0], world_size=2)
+    given.write_text(json.dumps({"zero_optimization": {"stage": 1}}))
+    filled = build_deepspeed_config(config.deepspeed, config.stages[0], world_size=2)
+    assert filled["zero_optimization"] == {"stage": 1} and filled["train_micro_batch_size_per_gpu"] == 2
+
+
+def _keys(sampler: StepBatchSampler) -> list[list[tuple[int, int]]]:
+    return list(iter(sampler))
+
+
+def test_global_batches_do_not_depend_on_world_size_and_resume_mid_run():
+    common = dict(sizes=[7, 5], weights=[1.0, 2.0], seed=3, micro_batch_size=2, total_steps=9)
+    one = _keys(StepBatchSampler(**common, gradient_accumulation_steps=2, rank=0, world_size=1, start_step=0))
+    ranks = [_keys(StepBatchSampler(**common, gradient_accumulation_steps=1, rank=r, world_size=2, start_step=0)) for r in range(2)]
+    for step in range(9):
+        assert sorted(one[2 * step] + one[2 * step + 1]) == sorted(ranks[0][step] + ranks[1][step])
+    resumed = _keys(StepBatchSampler(**common, gradient_accumulation_steps=2, rank=0, world_size=1, start_step=4))
+    assert resumed == one[8:]
+    # weights: dataset 0 once, dataset 1 (flat 7..11) twice per epoch, shuffled together.
+    order = epoch_order([7, 5], [1.0, 2.0], seed=3, epoch=0).tolist()
+    assert sorted(order) == list(range(7)) + sorted(list(range(7, 12)) * 2)
+    assert order != epoch_order([7, 5], [1.0, 2.0], seed=3, epoch=1).tolist()
+
+
+def test_collate_pads_frames_and_drops_skipped():
+    items = [
+        {"pixel_values": torch.ones(3, 3, 4, 4), "input_ids": torch.tensor([5, 6, 7]), "labels": torch.tensor([1, 2, 3])},
+        SkippedItem(index=4, path="bad.mp4", reason="VideoDecodeError: broken"),
+        {"pixel_values": torch.ones(2, 3, 4, 4), "input_ids": torch.tensor([8]), "labels": torch.tensor([4])},
+    ]
+    batch = PadCollator({"input_ids": 0})(items)
+    assert batch.num_items == 2 and [s.path for s in batch.skipped] == ["bad.mp4"]
+    assert batch.inputs["pixel_values"].shape == (2, 3, 3, 4, 4)
+    assert batch.inputs["frame_mask"].tolist() == [[True, True, True], [True, True, False]]
+    assert batch.inputs["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert batch.inputs["labels"].tolist() == [[1, 2, 3], [4, -100, -100]]
+
+
+def test_warmup_cosine_schedule():
+    factor = warmup_cosine(warmup_steps=2, total_steps=10, min_lr_ratio=0.1)
+    assert [factor(0), factor(1)] == [0.5, 1.0]
+    assert factor(2) == pytest.approx(1.0) and factor(6) == pytest.approx(0.55) and factor(10) == pytest.approx(0.1)
+
+
+def test_dry_run_prints_the_plan(recipe, capsys):
+    assert main(["train", str(recipe), "--dry-run", "stages.0.steps=3", "deepspeed.zero_stage=2", *ALLOW]) == 0
+    out = capsys.readouterr().out
+    assert "model: tests.train.tiny.TinyVideoClassifier" in out
+    assert "stage 1/2 'first': 3 steps" in out and "stage 2/2 'second': 4 steps" in out
+    assert "parameters: 132 trainable, 272 frozen (404 total)" in out  # encoder + head of hidden 16
+    assert "parameters: 272 trainable, 132 frozen (404 total)" in out  # temporal
+    assert "(16 items)" in out and '"zero_optimization": {"stage": 2}' in out
+    assert main(["train", str(recipe), "--dry-run", "model._component_=os.system", *ALLOW]) == 2
+    assert "not in an allowed package" in capsys.readouterr().err
+
+
+def test_recipe_yaml_starts_with_its_command(recipe):
+    assert yaml.safe_load(recipe.read_text())["stages"][0]["name"] == "first"
+    assert load_config(recipe, allowed_packages=TEST_PACKAGES).keep_last == 2
