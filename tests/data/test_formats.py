@@ -77,6 +77,11 @@ def test_webvid_errors_name_line_and_column(tmp_path):
         read_webvid_csv(bad, check_files=False)
     with pytest.raises(DataFormatError, match="file not found"):
         read_webvid_csv(tmp_path / "absent.csv")
+    bad.write_bytes("videoid,name,page_dir\n1,caf\xe9,p\n".encode("latin-1"))
+    with pytest.raises(DataFormatError, match=r"bad.csv:line 2: not UTF-8 text"):
+        read_webvid_csv(bad, check_files=False)
+    bad.write_bytes("\ufeffvideoid,name,page_dir\n1,a cat,p\n".encode("utf-8"))  # BOM from spreadsheet exports
+    assert read_webvid_csv(bad, check_files=False)[0].video_id == "1"
     assert parse_duration("PT00H00M11S") == 11.0 and parse_duration("3.5") == 3.5
 
 
@@ -169,6 +174,9 @@ def test_annotation_errors(synth_dir, tmp_path):
         read_annotations_jsonl(path, check_files=False)
     path.write_text(lines[0] + "\n{not json\n")
     with pytest.raises(DataFormatError, match=r"line 2: malformed JSON"):
+        read_annotations_jsonl(path, check_files=False)
+    path.write_bytes(lines[0].encode() + b"\n" + b"\xff\xfe\n")
+    with pytest.raises(DataFormatError, match=r"line 2: not UTF-8 text"):
         read_annotations_jsonl(path, check_files=False)
     path.write_text(lines[0] + "\n")
     with pytest.raises(MissingMediaError, match=r"line 1: field 'video'"):

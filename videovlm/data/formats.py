@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -110,11 +111,23 @@ def _text(path: Path, where: str, record: dict, field: str, *, required: bool = 
     return value
 
 
+def _utf8_lines(path: Path, binary_file) -> Iterator[str]:
+    """Decode a file line by line so that bad bytes are reported with their line number
+    (a leading byte-order mark, as spreadsheet exports write, is dropped)."""
+    for number, raw in enumerate(binary_file, start=1):
+        try:
+            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as e:
+            raise DataFormatError(path, f"line {number}", None, f"not UTF-8 text (byte {e.start} of the line)") from None
+
+
 def _load_json_list(path: Path) -> list[Any]:
     if not path.is_file():
         raise DataFormatError(path, None, None, "file not found")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as e:
+        raise DataFormatError(path, None, None, f"not UTF-8 text (byte {e.start})") from None
     except json.JSONDecodeError as e:
         raise DataFormatError(path, f"line {e.lineno}", None, f"malformed JSON: {e.msg} (column {e.colno})") from None
     if not isinstance(data, list):
@@ -150,33 +163,42 @@ def read_webvid_csv(path: str | Path, *, media_root: str | Path | None = None, c
     if not path.is_file():
         raise DataFormatError(path, None, None, "file not found")
     records = []
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        columns = set(reader.fieldnames or ())
+    with path.open("rb") as f:
+        reader = csv.DictReader(_utf8_lines(path, f))
+        try:
+            columns = set(reader.fieldnames or ())
+        except csv.Error as e:
+            raise DataFormatError(path, "line 1", None, f"unreadable CSV header: {e}") from None
         missing = [c for c in ("videoid", "name") if c not in columns]
         if "video" not in columns and "page_dir" not in columns:
             missing.append("video or page_dir")
         if missing:
             raise DataFormatError(path, "line 1", ", ".join(missing), f"missing column(s); header has {sorted(columns)}")
-        for row in reader:
-            where = f"line {reader.line_num}"
-            if None in row:
-                raise DataFormatError(path, where, None, f"more values than the {len(columns)} header columns")
-            video_id = _text(path, where, row, "videoid")
-            caption = _text(path, where, row, "name")
-            if row.get("video"):
-                video = _resolve(path, where, "video", row["video"], root, check_files)
-            else:
-                page_dir = _text(path, where, row, "page_dir")
-                video = _resolve(path, where, "page_dir", f"{page_dir}/{video_id}.mp4", root, check_files)
-            duration = None
-            if row.get("duration"):
-                try:
-                    duration = parse_duration(row["duration"])
-                except ValueError:
-                    raise DataFormatError(path, where, "duration", f"not seconds or ISO-8601: {row['duration']!r}") from None
-            records.append(VideoCaption(video_id=video_id, video=video, caption=caption, duration=duration))
+        try:
+            for row in reader:
+                records.append(_webvid_row(path, f"line {reader.line_num}", row, len(columns), root, check_files))
+        except csv.Error as e:
+            raise DataFormatError(path, f"line {reader.line_num}", None, f"unreadable CSV: {e}") from None
     return records
+
+
+def _webvid_row(path: Path, where: str, row: dict, num_columns: int, root: Path, check_files: bool) -> VideoCaption:
+    if None in row:
+        raise DataFormatError(path, where, None, f"more values than the {num_columns} header columns")
+    video_id = _text(path, where, row, "videoid")
+    caption = _text(path, where, row, "name")
+    if row.get("video"):
+        video = _resolve(path, where, "video", row["video"], root, check_files)
+    else:
+        page_dir = _text(path, where, row, "page_dir")
+        video = _resolve(path, where, "page_dir", f"{page_dir}/{video_id}.mp4", root, check_files)
+    duration = None
+    if row.get("duration"):
+        try:
+            duration = parse_duration(row["duration"])
+        except ValueError:
+            raise DataFormatError(path, where, "duration", f"not seconds or ISO-8601: {row['duration']!r}") from None
+    return VideoCaption(video_id=video_id, video=video, caption=caption, duration=duration)
 
 
 def _video_id(path: Path, where: str, record: dict) -> str:
@@ -283,8 +305,8 @@ def read_annotations_jsonl(path: str | Path, *, media_root: str | Path | None = 
     if not path.is_file():
         raise DataFormatError(path, None, None, "file not found")
     records = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    with path.open("rb") as f:
+        for number, line in enumerate(_utf8_lines(path, f), start=1):
             where = f"line {number}"
             if not line.strip():
                 continue
