@@ -128,3 +128,22 @@ def test_auto_falls_back_where_decord_is_wrong(testvideos):
         assert decoder.name == "pyav"
     finally:
         decoder.close()
+
+
+def test_avi_with_b_frames_never_a_wrong_frame(tmp_path, ffmpeg_cli):
+    # MPEG-4 part 2 in AVI with B-frames: torchcodec 0.13 returns neighbouring frames for
+    # late indices and decord sees leading frames; both must refuse, PyAV must be right.
+    path = tmp_path / "bframes.avi"
+    run_ffmpeg(ffmpeg_cli, "-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25", "-t", "3", "-c:v", "mpeg4",
+               "-bf", "2", "-g", "12", "-threads", "1", str(path))
+    pts, oracle = decode_all_in_order(path)
+    wanted = [50, 3, 20, 21, 22, 74, 0]
+    for backend in BACKENDS:
+        try:
+            with open_video(path, backend=backend) as video:
+                assert video.metadata.pts == pytest.approx(pts, abs=1e-6)
+                batch = video.get_frames(wanted)
+        except VideoDecodeError as e:
+            assert backend in ("decord", "torchcodec") and str(path) in str(e), e
+            continue
+        _assert_frames_match(path, batch, oracle, backend)

@@ -1,13 +1,14 @@
 """torchcodec backend (0.13, the last CPU build): ``VideoDecoder.get_frames_at``.
 
-The demux index is handed to torchcodec as ``custom_frame_mappings`` (pts, duration and
-keyframe flag of every frame), so torchcodec seeks exactly without scanning the file a
-second time. torchcodec applies the rotation metadata itself.
+torchcodec runs its own exact scan (``seek_mode="exact"``); its frame count and the pts of
+every returned frame are checked against the demux index. Handing it our index as
+``custom_frame_mappings`` would save that scan, but torchcodec 0.13 then fails on AVI
+files with B-frames ("no more frames left to decode"), so it is not used. torchcodec
+applies the rotation metadata itself.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Sequence
 
 import torch
@@ -15,19 +16,6 @@ import torch
 from videovlm.video.backends import DecodeOptions
 from videovlm.video.index import FrameIndex
 from videovlm.video.types import VideoDecodeError
-
-
-def frame_mappings_json(index: FrameIndex) -> str:
-    """The index in torchcodec's ``custom_frame_mappings`` JSON format (ffprobe's field names)."""
-    keyframes = set(index.metadata.keyframes)
-    durations = [b - a for a, b in zip(index.pts_ticks, index.pts_ticks[1:])]
-    last = round(index.metadata.frame_durations[-1] / float(index.time_base)) if index.metadata.frame_durations else 1
-    durations.append(max(last, 1))
-    frames = [
-        {"pts": pts, "duration": duration, "key_frame": int(i in keyframes)}
-        for i, (pts, duration) in enumerate(zip(index.pts_ticks, durations))
-    ]
-    return json.dumps({"frames": frames})
 
 
 class TorchCodecDecoder:
@@ -53,7 +41,7 @@ class TorchCodecDecoder:
                 dimension_order="NHWC",
                 num_ffmpeg_threads=options.num_threads,
                 transforms=transforms,
-                custom_frame_mappings=frame_mappings_json(index),
+                seek_mode="exact",
             )
         except (RuntimeError, ValueError) as e:
             raise VideoDecodeError(self._path, f"torchcodec cannot open stream {meta.stream_index}: {e}") from e
