@@ -165,3 +165,52 @@ def test_cache_refuses_a_trained_vision_tower(tokenizer, tmp_path):
     (tmp_path / "index.json").write_text("{not json")
     with pytest.raises(FeatureCacheError, match="corrupt cache index"):
         FeatureCache(tmp_path)
+
+
+# -- videovlm cache-features on a recipe --------------------------------------------------
+# Recipe components (allowed with --allow-package tests.train.test_feature_cache).
+
+
+def micro_videollama(*, tokenizer_dir: str):
+    from transformers import AutoTokenizer
+
+    return build_micro("videollama", AutoTokenizer.from_pretrained(tokenizer_dir))
+
+
+def caption_videos(*, captions_csv: str, processor, train: bool = True, seed: int = 0, sampler: str = SAMPLER):
+    from videovlm.data.formats import read_webvid_csv
+    from videovlm.train.data import MediaTextDataset
+
+    return MediaTextDataset(records=read_webvid_csv(captions_csv), media_path=lambda r: (r.video, True),
+                            encode=functools.partial(_encode, processor), sampler=sampler, train=train, seed=seed)
+
+
+def test_cache_features_command(tokenizer, videos, tmp_path, capsys):
+    import yaml
+
+    from videovlm.cli import main
+
+    tokenizer.save_pretrained(tmp_path / "tokenizer")
+    captions = tmp_path / "captions.csv"
+    captions.write_text("videoid,name,video\n" + "".join(f"{p.stem},a red square moves left,{p}\n" for p in videos))
+    here = "tests.train.test_feature_cache"
+    recipe = {
+        "output_dir": str(tmp_path / "run"),
+        "model": {"_component_": f"{here}.micro_videollama", "tokenizer_dir": str(tmp_path / "tokenizer")},
+        "features": "cached",
+        "feature_cache": {"on_miss": "error"},
+        "stages": [{"name": "align", "steps": 2, "lr": 1e-3, "trainable": PARTS,
+                    "data": {"train": [{"_component_": f"{here}.caption_videos", "captions_csv": str(captions)}]}}],
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    command = ["cache-features", "--recipe", str(path), "--allow-package", here, "--no-progress"]
+    assert main(command) == 0
+    assert "3 videos: 27 frames computed, 0 already cached" in capsys.readouterr().out
+    assert FeatureCache(tmp_path / "run" / "feature_cache").stats() == {"namespaces": 1, "videos": 3, "frames": 27}
+    assert main(command) == 0
+    assert "0 frames computed, 27 already cached" in capsys.readouterr().out
+    assert main([*command, "feature_cache.bogus=1"]) == 2
+    assert "feature_cache.bogus: unknown key" in capsys.readouterr().err
+    assert main([*command, "stages.0.trainable=[vision]"]) == 2
+    assert "frozen vision tower" in capsys.readouterr().err

@@ -1,0 +1,180 @@
+"""``videovlm cache-features --recipe RECIPE.yaml [--split train] [--stage NAME] [key=value ...]``.
+
+Builds the recipe's model for the stage (stage 0 from the ``model`` component, a later stage
+from the previous stage's ``final/``), runs its frozen front (vision tower, plus the image
+Q-Former when the stage keeps it frozen) over every frame the stage's sampler can draw from
+the split's videos, and stores the features in the cache folder (see
+``videovlm.train.feature_cache``). Frames already cached for the same frozen weights are kept.
+
+Recipe keys (top level), read here and by ``videovlm train``::
+
+    features: cached            # online (default) | cached
+    feature_cache:
+      dir: runs/x/feature_cache # default: <output_dir>/feature_cache
+      on_miss: compute          # compute (recompute missing/stale frames) | error (stop and say which)
+
+Exit codes: 0 done (unreadable videos are listed; training skips them), 2 invalid recipe/usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from videovlm.train.instantiate import DEFAULT_ALLOWED_PACKAGES
+
+SPLITS = ("train", "val")
+
+
+@dataclass
+class FeatureCacheConfig:
+    """The ``feature_cache`` recipe section.
+
+    Fields:
+        dir: cache folder (None: ``<output_dir>/feature_cache``).
+        on_miss: ``compute`` recomputes frames that are missing or stale (other frozen
+            weights, an edited video) from the decoded video; ``error`` stops training
+            with the video, the frames and the reason.
+    """
+
+    dir: Path | None = None
+    on_miss: Literal["compute", "error"] = "compute"
+
+
+def read_cache_settings(data: dict[str, Any]) -> tuple[str, FeatureCacheConfig]:
+    """(``features``, ``feature_cache``) of a raw recipe mapping, checked, with key paths."""
+    from videovlm.train.config import ConfigError
+
+    features = data.get("features", "online")
+    problems = []
+    if features not in ("online", "cached"):
+        problems.append(f"features: expected 'online' or 'cached', got {features!r}")
+    section = data.get("feature_cache") or {}
+    if not isinstance(section, dict):
+        raise ConfigError([f"feature_cache: expected a mapping, got {type(section).__name__}"])
+    known = {f.name for f in dataclasses.fields(FeatureCacheConfig)}
+    problems += [f"feature_cache.{key}: unknown key (allowed: {', '.join(sorted(known))})" for key in section if key not in known]
+    on_miss = section.get("on_miss", "compute")
+    if on_miss not in ("compute", "error"):
+        problems.append(f"feature_cache.on_miss: expected 'compute' or 'error', got {on_miss!r}")
+    directory = section.get("dir")
+    if directory is not None and not isinstance(directory, (str, Path)):
+        problems.append(f"feature_cache.dir: expected a path string, got {directory!r}")
+    if problems:
+        raise ConfigError(problems)
+    return features, FeatureCacheConfig(dir=Path(directory) if directory is not None else None, on_miss=on_miss)
+
+
+def load_recipe(path: str | Path, overrides, *, allowed_packages):
+    """(TrainConfig, features, FeatureCacheConfig) of a recipe; the cache keys are read here
+    and left to the engine's schema only when it declares them."""
+    from videovlm.train.config import TrainConfig, apply_overrides, load_yaml, validate
+
+    data = apply_overrides(load_yaml(path), overrides)
+    features, settings = read_cache_settings(data)
+    declared = {f.name for f in dataclasses.fields(TrainConfig)}
+    rest = {k: v for k, v in data.items() if k in declared or k not in ("features", "feature_cache")}
+    config = validate(rest, allowed_packages=allowed_packages, source=str(path))
+    if settings.dir is None:
+        settings = dataclasses.replace(settings, dir=Path(config.output_dir) / "feature_cache")
+    return config, features, settings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--recipe", required=True, type=Path, help="recipe YAML (the one `videovlm train` runs)")
+    parser.add_argument("--split", choices=SPLITS, default="train", help="which data of the stage to cache (default train)")
+    parser.add_argument("--stage", help="stage name (default: the first stage); a later stage needs the previous stage's final/")
+    parser.add_argument("--cache-dir", type=Path, help="cache folder (default: feature_cache.dir of the recipe, else <output_dir>/feature_cache)")
+    parser.add_argument("--allow-package", action="append", default=[], metavar="PREFIX", help="also allow _component_ paths under this package")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides, as for videovlm train")
+
+
+def _stage(config, name: str | None) -> tuple[int, Any]:
+    if name is None:
+        return 0, config.stages[0]
+    for index, stage in enumerate(config.stages):
+        if stage.name == name:
+            return index, stage
+    raise ValueError(f"--stage: no stage {name!r} in the recipe (stages: {', '.join(s.name for s in config.stages)})")
+
+
+def cache_recipe_features(
+    recipe: str | Path,
+    overrides=(),
+    *,
+    split: str = "train",
+    stage_name: str | None = None,
+    cache_dir: Path | None = None,
+    allowed_packages=DEFAULT_ALLOWED_PACKAGES,
+    progress: bool = False,
+):
+    """Precompute the features of one split of one stage; returns (cache dir, namespace, reports)."""
+    from videovlm.train.engine import STAGE_MARKER, build_datasets, build_stage_model
+    from videovlm.train.feature_cache import FeatureCache, FrozenFront, cached_parts, model_namespace, precompute
+    from videovlm.train.parts import model_processor
+
+    config, _, settings = load_recipe(recipe, overrides, allowed_packages=allowed_packages)
+    index, stage = _stage(config, stage_name)
+    previous = None
+    if index > 0:
+        previous = Path(config.output_dir) / config.stages[index - 1].name / "final"
+        if not (previous / STAGE_MARKER).is_file():
+            raise FileNotFoundError(f"stage {stage.name!r} starts from {previous}, which does not exist yet: train stage {config.stages[index - 1].name!r} first")
+    model = build_stage_model(config, previous, allowed_packages=allowed_packages).eval()
+    parts = cached_parts(model, stage.trainable)
+    components = getattr(stage.data, split)
+    if not components:
+        raise ValueError(f"stage {stage.name!r} has no {split} data to cache")
+    datasets = build_datasets(components, processor=model_processor(model), train=split == "train", seed=config.seed, allowed_packages=allowed_packages)
+    directory = cache_dir or settings.dir
+    cache = FeatureCache(directory)
+    front = FrozenFront(model, parts)
+    reports = []
+    namespace = None
+    for ds in datasets:
+        for attribute in ("records", "media_path", "sampler", "sampler_spec"):
+            if not hasattr(ds, attribute):
+                raise ValueError(f"{type(ds).__name__}: not a media dataset (videovlm.train.data.MediaTextDataset); it has no {attribute!r}")
+        decode_size = getattr(ds, "decode_size", None)
+        namespace = model_namespace(model, parts, decode_size=decode_size)
+        videos = [path for path, is_video in (ds.media_path(r) for r in ds.records) if is_video]
+        reports.append(
+            precompute(cache=cache, namespace=namespace, front=front, processor=model_processor(model), videos=videos,
+                       sampler=ds.sampler, sampler_spec=ds.sampler_spec, decode_size=decode_size, progress=progress)
+        )
+    return directory, namespace, reports
+
+
+def run(args: argparse.Namespace) -> int:
+    from videovlm.train.config import ConfigError
+    from videovlm.train.feature_cache import FeatureCacheError
+    from videovlm.train.instantiate import ComponentError
+
+    allowed = (*DEFAULT_ALLOWED_PACKAGES, *args.allow_package)
+    bad = [o for o in args.overrides if "=" not in o]
+    try:
+        if bad:
+            raise ValueError(f"expected key=value overrides, got {bad[0]!r}")
+        directory, namespace, reports = cache_recipe_features(
+            args.recipe, args.overrides, split=args.split, stage_name=args.stage, cache_dir=args.cache_dir,
+            allowed_packages=allowed, progress=not args.no_progress,
+        )
+    except (ConfigError, ComponentError, FeatureCacheError, ValueError, OSError) as error:
+        print(f"videovlm cache-features: {error}", file=sys.stderr)
+        return 2
+    computed = sum(r.computed for r in reports)
+    reused = sum(r.reused for r in reports)
+    failed = [f for r in reports for f in r.failed]
+    print(f"{sum(r.videos for r in reports)} videos: {computed} frames computed, {reused} already cached -> {directory}")
+    if namespace is not None:
+        print(f"namespace {namespace.key}: {namespace.describe()}")
+    for path, reason in failed[:10]:
+        print(f"unreadable (training will skip it): {path}: {reason}", file=sys.stderr)
+    if len(failed) > 10:
+        print(f"... and {len(failed) - 10} more unreadable videos", file=sys.stderr)
+    return 0
