@@ -103,7 +103,8 @@ def generate(
     """Write ``output_dir/<split>/{videos,images,captions.csv,qa.json,...}`` and ``stats.json``.
 
     ``workers`` processes render and encode videos (1: in this process); the output is the same
-    for any value. An existing non-empty ``output_dir`` is refused unless ``overwrite``, which
+    for any value. Workers are spawned (not forked: safe after torch has started threads), so a
+    script calling this with ``workers > 1`` needs the usual ``if __name__ == "__main__":`` guard. An existing non-empty ``output_dir`` is refused unless ``overwrite``, which
     removes only the split folders and files this function writes.
     """
     from videovlm.data.synthetic.stats import compute_stats

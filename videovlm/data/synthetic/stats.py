@@ -97,7 +97,9 @@ def render_card(stats: dict, *, seconds: float | None = None, cpu_seconds: float
         "change) belongs to one object**, so \"the square\" or \"the red object\" is unambiguous.",
         f"Each object moves left, right, up or down (travelling {round(scene.min_travel_frac * p['size'])}-{round(scene.max_travel_frac * p['size'])} px while visible) or",
         "stays still, and may appear late, disappear early or change colour once (probabilities "
-        + ", ".join(f"{name} {prob:g}" for name, prob in zip(("none", "appear", "disappear", "change"), scene.event_probs)) + ");",
+        + ", ".join(f"{name} {prob:g}" for name, prob in zip(("none", "appear", "disappear", "change"), scene.event_probs)) + ";",
+        f"in {scene.order_pair_prob:.0%} of the videos with 2-3 objects one object disappears early and another appears late, which",
+        "gives order questions). Half of the scenes are then played backwards, so a video and its reversal are equally likely;",
         f"events happen at 0-based frames appear {appear_frames.start}-{appear_frames.stop - 1}, change {change_frames.start}-{change_frames.stop - 1}, disappear {p['frames'] - appear_frames.stop + 1}-{p['frames'] - appear_frames.start},",
         "away from the first and last frames so that an 8-frame uniform sample sees them. Objects never overlap.",
         "Captions narrate events in time order with "
