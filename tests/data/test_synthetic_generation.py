@@ -110,3 +110,19 @@ def test_corpus_texts(synth_dir):
     assert not any("<video>" in t for t in texts)
     qa = json.loads((synth_dir / "train" / "qa.json").read_text())
     assert len(texts) == SMALL["train"] * 2 + 2 * len(qa) + sum(len(c["conversations"]) for c in json.loads((synth_dir / "train" / "instructions.json").read_text()))
+
+
+def test_scene_distribution_is_symmetric_under_reversal():
+    """Mirror-image events are equally frequent (what makes the order-blind ceilings exact)."""
+    counts: Counter = Counter()
+    for index in range(1500):
+        ann = sample_scene(np.random.default_rng([9, 0, index]), video_id=f"v{index}", size=112, num_frames=16, fps=8.0)
+        for obj in ann.objects:
+            counts[obj.motion] += 1
+            counts["appear"] += obj.appear_frame is not None
+            counts["disappear"] += obj.disappear_frame is not None
+            counts[f"change@{obj.change_frame}"] += 1
+    for a, b in [("left", "right"), ("up", "down"), ("appear", "disappear")] + [(f"change@{c}", f"change@{16 - c}") for c in range(4, 8)]:
+        n = counts[a] + counts[b]
+        assert n > 50, (a, b, n)
+        assert abs(counts[a] - counts[b]) < 4 * n**0.5, (a, b, counts[a], counts[b])  # 4 sigma of a - b
