@@ -3,10 +3,10 @@ and turned into model inputs by the family's processor (injected by the engine).
 
     data:
       train:
-        - {_component_: videovlm.train.datasets.VideoCaptionDataset, captions_csv: .cache/synthetic/train/captions.csv, sampler: "segment:8"}
-        - {_component_: videovlm.train.datasets.ImageCaptionDataset, image_captions_json: .cache/synthetic/train/image_captions.json}
+        - {_component_: videovlm.train.datasets.VideoCaptionDataset, path: .cache/synthetic/train/captions.csv, sampler: "segment:8"}
+        - {_component_: videovlm.train.datasets.ImageCaptionDataset, path: .cache/synthetic/train/image_captions.json}
       val:
-        - {_component_: videovlm.train.datasets.VideoQADataset, qa_json: .cache/synthetic/val/qa.json, sampler: "uniform:8"}
+        - {_component_: videovlm.train.datasets.VideoQADataset, path: .cache/synthetic/val/qa.json, sampler: "uniform:8"}
 
 At train time the sampler jitters with a per-item generator; at eval time it takes centres.
 A missing or corrupt video is skipped and counted by the engine (``max_skip_fraction``).
@@ -24,23 +24,33 @@ from videovlm.train.data import MediaTextDataset
 
 
 class RecordDataset(MediaTextDataset):
-    """Typed records (VideoQA, VideoCaption, Conversation, ImageCaption) + a family processor."""
+    """Records of one file in a community format + a family processor (injected by the
+    engine). Subclasses name the reader of ``videovlm.data.formats`` that parses ``path``;
+    relative media paths resolve against ``media_root`` (default: the file's folder);
+    ``limit`` keeps the first N records; ``decode_size`` is (height, width) to decode at."""
+
+    READER: str = ""  # a reader function of videovlm.data.formats
 
     def __init__(
         self,
         *,
-        records: Sequence[Any],
+        path: Path,
         processor: Any,
         sampler: str = "uniform:8",
         train: bool = True,
         seed: int = 0,
+        media_root: Path | None = None,
+        limit: int | None = None,
         decode_size: Sequence[int] | None = None,
     ):
+        from videovlm.data import formats
+
         if processor is None or not callable(processor):
-            raise TypeError("processor: the model has no processor (a model with a `processor` attribute is needed for record datasets)")
+            raise TypeError(f"processor: {type(self).__name__} needs a model with a `processor` attribute")
+        records = getattr(formats, self.READER)(path, media_root=media_root, check_files=False)
         self.processor = processor
         super().__init__(
-            records=records,
+            records=records if limit is None else records[:limit],
             media_path=record_media,
             encode=self._encode,
             sampler=sampler,
@@ -57,6 +67,30 @@ class RecordDataset(MediaTextDataset):
         return item
 
 
+class VideoQADataset(RecordDataset):
+    """MSRVTT-QA / MSVD-QA style ``qa.json``."""
+
+    READER = "read_qa_json"
+
+
+class VideoCaptionDataset(RecordDataset):
+    """WebVid style ``captions.csv``."""
+
+    READER = "read_webvid_csv"
+
+
+class InstructionDataset(RecordDataset):
+    """LLaVA / VideoChat style ``instructions.json`` (conversations; human turns get label -100)."""
+
+    READER = "read_instructions_json"
+
+
+class ImageCaptionDataset(RecordDataset):
+    """LLaVA-CC595K style ``image_captions.json``: 1-frame items (the sampler is unused)."""
+
+    READER = "read_image_captions_json"
+
+
 def record_media(record: Any) -> tuple[Path, bool]:
     """(media path, is_video) of a ``videovlm.data.formats`` record."""
     for field, is_video in (("video", True), ("image", False)):
@@ -67,77 +101,3 @@ def record_media(record: Any) -> tuple[Path, bool]:
     if media is not None:
         return Path(media), getattr(record, "media_kind", "video") == "video"
     raise TypeError(f"record: {type(record).__name__} has no video, image or media field")
-
-
-def _limited(records: list[Any], limit: int | None) -> list[Any]:
-    return records if limit is None else records[:limit]
-
-
-def VideoQADataset(
-    *,
-    qa_json: Path,
-    processor: Any,
-    sampler: str = "uniform:8",
-    train: bool = True,
-    seed: int = 0,
-    media_root: Path | None = None,
-    limit: int | None = None,
-    decode_size: Sequence[int] | None = None,
-) -> RecordDataset:
-    """MSRVTT-QA / MSVD-QA style ``qa.json`` (``read_qa_json``); ``limit`` keeps the first N."""
-    from videovlm.data.formats import read_qa_json
-
-    records = _limited(read_qa_json(qa_json, media_root=media_root, check_files=False), limit)
-    return RecordDataset(records=records, processor=processor, sampler=sampler, train=train, seed=seed, decode_size=decode_size)
-
-
-def VideoCaptionDataset(
-    *,
-    captions_csv: Path,
-    processor: Any,
-    sampler: str = "uniform:8",
-    train: bool = True,
-    seed: int = 0,
-    media_root: Path | None = None,
-    limit: int | None = None,
-    decode_size: Sequence[int] | None = None,
-) -> RecordDataset:
-    """WebVid style ``captions.csv`` (``read_webvid_csv``)."""
-    from videovlm.data.formats import read_webvid_csv
-
-    records = _limited(read_webvid_csv(captions_csv, media_root=media_root, check_files=False), limit)
-    return RecordDataset(records=records, processor=processor, sampler=sampler, train=train, seed=seed, decode_size=decode_size)
-
-
-def InstructionDataset(
-    *,
-    instructions_json: Path,
-    processor: Any,
-    sampler: str = "uniform:8",
-    train: bool = True,
-    seed: int = 0,
-    media_root: Path | None = None,
-    limit: int | None = None,
-    decode_size: Sequence[int] | None = None,
-) -> RecordDataset:
-    """LLaVA / VideoChat style ``instructions.json`` (``read_instructions_json``)."""
-    from videovlm.data.formats import read_instructions_json
-
-    records = _limited(read_instructions_json(instructions_json, media_root=media_root, check_files=False), limit)
-    return RecordDataset(records=records, processor=processor, sampler=sampler, train=train, seed=seed, decode_size=decode_size)
-
-
-def ImageCaptionDataset(
-    *,
-    image_captions_json: Path,
-    processor: Any,
-    train: bool = True,
-    seed: int = 0,
-    media_root: Path | None = None,
-    limit: int | None = None,
-) -> RecordDataset:
-    """LLaVA-CC595K style ``image_captions.json`` (``read_image_captions_json``): 1-frame items."""
-    from videovlm.data.formats import read_image_captions_json
-
-    records = _limited(read_image_captions_json(image_captions_json, media_root=media_root, check_files=False), limit)
-    return RecordDataset(records=records, processor=processor, train=train, seed=seed)
