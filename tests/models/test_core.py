@@ -29,6 +29,7 @@ from videovlm.models import (
     config_from_dict,
     config_to_dict,
     frames_to_pixel_values,
+    set_trainable,
     splice_visual_tokens,
     train_tokenizer,
 )
@@ -177,3 +178,36 @@ def test_splice_visual_tokens_positions():
             text_embeds=text, input_ids=torch.tensor([[9, 1, 1, 1], [9, 9, 1, 1]]), attention_mask=mask, labels=None,
             visual_tokens=visual, visual_mask=visual_mask, placeholder_ids=[9],
         )  # fmt: skip
+
+
+def test_bert_and_bart_families_from_checkpoints(tokenizer, frames, tmp_path):
+    """BertForMaskedLM / BartForConditionalGeneration folders (with their tokenizer) load
+    through the same from_pretrained path as a hub id; the tokenizer comes from the folder."""
+    from transformers import BartForConditionalGeneration, BertForMaskedLM
+
+    from videovlm.data.formats import VideoCaption
+    from videovlm.models import LanguageModelConfig, VideoBertModel, VideoOFAModel
+    from videovlm.models.presets import _tiny_vision, tiny_bart_config, tiny_bert_config
+
+    torch.manual_seed(0)
+    bert = BertForMaskedLM(tiny_bert_config(tokenizer=tokenizer))
+    bart = BartForConditionalGeneration(tiny_bart_config(tokenizer=tokenizer))
+    for name, lm in (("bert", bert), ("bart", bart)):
+        lm.save_pretrained(tmp_path / name)
+        tokenizer.save_pretrained(tmp_path / name)
+    video_bert = VideoBertModel(VideoBertConfig(vision=_tiny_vision(None, select="pooled"), bert=LanguageModelConfig(kind="masked", pretrained=str(tmp_path / "bert")), num_visual_words=4))
+    assert video_bert.tokenizer.get_vocab() == tokenizer.get_vocab()
+    assert torch.equal(video_bert.bert.bert.embeddings.word_embeddings.weight[: len(tokenizer)], bert.bert.embeddings.word_embeddings.weight)
+    ofa = VideoOFAModel(VideoOFAConfig(vision=_tiny_vision(None), seq2seq=LanguageModelConfig(kind="seq2seq", pretrained=str(tmp_path / "bart"))))
+    assert torch.equal(ofa.seq2seq.model.encoder.layers[0].fc1.weight, bart.model.encoder.layers[0].fc1.weight)
+    record = VideoCaption("v", tmp_path / "v.mp4", "a red circle moves to the left.", 2.0)
+    for family in (video_bert, ofa):
+        family.gradient_checkpointing_enable()
+        set_trainable(family, family.DEFAULT_TRAINABLE)
+        family.train()
+        batch = family.processor.collate([family.processor(record, frames=frames[:2])] * 2)
+        loss = family(**batch).loss
+        loss.backward()
+        assert torch.isfinite(loss) and family.parts()["vision"].model.embeddings.patch_embedding.weight.grad is None
+        language = family.parts().get("bert") or family.parts()["seq2seq"]
+        assert language.is_activation_checkpointing and language.get_input_embeddings().weight.grad is not None

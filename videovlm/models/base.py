@@ -15,10 +15,11 @@ from typing import Any, ClassVar
 import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
 from videovlm.models.configs import ModelConfigError, config_from_dict, config_to_dict
+from videovlm.models.hf import enable_activation_checkpointing
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -62,6 +63,13 @@ class VideoFamilyModel(nn.Module):
             if isinstance(module, nn.Module):
                 module.eval()
         return self
+
+    def gradient_checkpointing_enable(self) -> None:
+        """Activation checkpointing in every Hugging Face model inside (vision tower, LM,
+        Q-Formers); the name is the one the training engine (and HF Trainer) calls."""
+        for module in self.modules():
+            if isinstance(module, PreTrainedModel) and module.supports_gradient_checkpointing:
+                enable_activation_checkpointing(module)
 
     # -- save / load --------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> Path:

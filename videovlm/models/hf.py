@@ -67,3 +67,16 @@ def build_hf_model(
         return model_class.from_config(config, **kwargs)
     model = model_class(config)
     return model.to(torch_dtype) if torch_dtype is not None else model
+
+
+def enable_activation_checkpointing(model: PreTrainedModel) -> None:
+    """Turn on a transformers model's activation (gradient) checkpointing, non-reentrant.
+
+    Non-reentrant: with reentrant checkpointing a frozen model whose inputs need no grad
+    would silently give the trainable parts before it no gradient. Newer transformers call
+    it ``activation_checkpointing_enable``; older ones ``gradient_checkpointing_enable``."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)

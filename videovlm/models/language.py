@@ -12,7 +12,7 @@ from typing import Literal
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSeq2SeqLM, PreTrainedModel
 
-from videovlm.models.hf import build_hf_model, load_hf_config
+from videovlm.models.hf import build_hf_model, enable_activation_checkpointing, load_hf_config
 
 _AUTO_CLASSES = {"causal": AutoModelForCausalLM, "seq2seq": AutoModelForSeq2SeqLM, "masked": AutoModelForMaskedLM}
 
@@ -59,7 +59,7 @@ def build_language_model(config: LanguageModelConfig, *, vocab_size: int | None 
     if vocab_size is not None and vocab_size > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(vocab_size, mean_resizing=False)
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        enable_activation_checkpointing(model)
     return model
 
 
