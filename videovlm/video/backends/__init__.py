@@ -41,11 +41,9 @@ class FrameDecoder(Protocol):
 
     def decode(self, indices: Sequence[int]) -> torch.Tensor:
         """Frames ``indices`` (sorted, unique, in range) as ``(T, H, W, 3)`` uint8 RGB."""
-        ...
 
     def close(self) -> None:
         """Release the file and decoder (idempotent)."""
-        ...
 
 
 def importable_backends() -> tuple[str, ...]:

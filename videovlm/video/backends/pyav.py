@@ -7,6 +7,7 @@ from typing import Iterator, Sequence
 import av
 import numpy as np
 import torch
+from av.video.reformatter import VideoReformatter
 
 from videovlm.video.backends import DecodeOptions, coded_resize, rotate_to_display
 from videovlm.video.index import FrameIndex, open_container, select_stream
@@ -29,6 +30,9 @@ class PyAVDecoder:
         self._stream.thread_type = "AUTO"  # frame + slice threads
         self._stream.thread_count = options.num_threads
         self._frames: Iterator[av.VideoFrame] | None = None
+        # One reformatter keeps one cached swscale context; frame.to_ndarray() would build a
+        # new one for every frame.
+        self._reformatter = VideoReformatter()
         self._position = -1  # index of the last frame the decoder returned (-1: none)
         self._wanted_ticks: set[int] = set()  # pts of the frames the current request wants
         # Skip decoding non-reference frames nobody asked for (nothing depends on them).
@@ -55,10 +59,8 @@ class PyAVDecoder:
             yield from packet.decode()
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
-        if self._target is None:
-            return frame.to_ndarray(format="rgb24")
-        height, width = self._target
-        return frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
+        height, width = self._target if self._target is not None else (None, None)
+        return self._reformatter.reformat(frame, width=width, height=height, format="rgb24").to_ndarray()
 
     def _frame_index(self, frame: av.VideoFrame) -> int | None:
         ticks = frame.pts if frame.pts is not None else frame.dts
