@@ -84,6 +84,22 @@ def load_recipe(path: str | Path, overrides, *, allowed_packages):
     return config, features, settings
 
 
+def apply_feature_cache(*, config, stage, model, train_sets: list, val_sets: list):
+    """``use_cached_features`` driven by the recipe's ``features`` / ``feature_cache`` keys
+    (see ``videovlm.train.feature_cache_cli``): returns (model, train_sets, val_sets), unchanged
+    for ``features: online``. The engine calls this once per stage, before DeepSpeed."""
+    if getattr(config, "features", "online") != "cached":
+        return model, train_sets, val_sets
+    settings = getattr(config, "feature_cache", None) or FeatureCacheConfig()
+    from videovlm.train.feature_cache_data import use_cached_features
+
+    cache_dir = settings.dir if settings.dir is not None else Path(config.output_dir) / "feature_cache"
+    model, wrapped = use_cached_features(
+        model=model, datasets=[*train_sets, *val_sets], cache_dir=cache_dir, trainable=stage.trainable, on_miss=settings.on_miss
+    )
+    return model, wrapped[: len(train_sets)], wrapped[len(train_sets) :]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", required=True, type=Path, help="recipe YAML (the one `videovlm train` runs)")
     parser.add_argument("--split", choices=SPLITS, default="train", help="which data of the stage to cache (default train)")

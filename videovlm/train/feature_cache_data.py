@@ -154,3 +154,4 @@ def use_cached_features(*, model: nn.Module, datasets: Sequence, cache_dir: str 
             namespaces[size] = model_namespace(model, parts, decode_size=size)
         wrapped.append(CachedFeatureDataset(ds, cache=cache, namespace=namespaces[size], processor=model.processor, front=front, on_miss=on_miss))
     return model, wrapped
+
