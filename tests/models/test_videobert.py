@@ -102,6 +102,15 @@ def test_template_filling_learns_the_answer(tokenizer, frames):
     assert probability.shape == (1,) and 0.0 < probability.item() < 1.0
 
 
+def test_bad_video_inputs(model, batch):
+    with pytest.raises(ValueError, match=r"frame_mask: expected bool \(B, T\) = \(2, 8\), got torch.int64 \(2, 8\)"):
+        model(**{**batch, "frame_mask": batch["frame_mask"].long()})
+    with pytest.raises(ValueError, match=r"pixel_values: expected \(B, T, C, H, W\), got \(2, 3, 112, 112\)"):
+        model(**{**batch, "pixel_values": batch["pixel_values"][:, 0]})
+    with pytest.raises(ValueError, match="32 frames but max_frames is 16"):
+        model(**{**batch, "pixel_values": batch["pixel_values"].repeat(1, 4, 1, 1, 1), "frame_mask": None})
+
+
 def test_export_bert(model, tmp_path):
     from transformers import AutoModelForMaskedLM
 

@@ -121,6 +121,24 @@ def load_saved_tokenizer(directory: Path):
         hf_logging.set_verbosity(verbosity)
 
 
+def check_video_inputs(pixel_values: torch.Tensor, frame_mask: torch.Tensor | None, *, max_frames: int) -> torch.Tensor:
+    """Validate ``pixel_values (B, T, C, H, W)`` against max_frames and return a bool (B, T)
+    frame mask (all True when None)."""
+    if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 5:
+        shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
+        raise ValueError(f"pixel_values: expected (B, T, C, H, W), got {shape}")
+    batch, num_frames = pixel_values.shape[:2]
+    if num_frames > max_frames:
+        raise ValueError(f"pixel_values: {num_frames} frames but max_frames is {max_frames}")
+    if frame_mask is None:
+        return torch.ones(batch, num_frames, dtype=torch.bool, device=pixel_values.device)
+    if frame_mask.dtype != torch.bool or tuple(frame_mask.shape) != (batch, num_frames):
+        raise ValueError(
+            f"frame_mask: expected bool (B, T) = {(batch, num_frames)}, got {frame_mask.dtype} {tuple(frame_mask.shape)}"
+        )
+    return frame_mask
+
+
 def check_family_config(*, family: str, lm_field: str, lm_kind: str, expected_kind: str, max_frames: int) -> None:
     """The checks every family config makes: the right kind of language model, max_frames >= 1."""
     if lm_kind != expected_kind:

@@ -25,7 +25,13 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
-from videovlm.models.base import IGNORE_INDEX, VideoFamilyModel, check_family_config, require_pixel_settings
+from videovlm.models.base import (
+    IGNORE_INDEX,
+    VideoFamilyModel,
+    check_family_config,
+    check_video_inputs,
+    require_pixel_settings,
+)
 from videovlm.models.configs import ModelConfigError
 from videovlm.models.language import LanguageModelConfig, build_language_model, saved_language_config
 from videovlm.models.processing_bert import BertTemplateConfig, VideoBertProcessor
@@ -120,8 +126,7 @@ class VideoBertModel(VideoFamilyModel):
     # -- visual words -------------------------------------------------------------------
     def frame_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """One feature per frame (B, T, D): the tower's tokens averaged (one token when pooled)."""
-        if pixel_values.ndim == 5 and pixel_values.shape[1] > self.config.max_frames:
-            raise ValueError(f"pixel_values: {pixel_values.shape[1]} frames but max_frames is {self.config.max_frames}")
+        check_video_inputs(pixel_values, None, max_frames=self.config.max_frames)
         return self.vision(pixel_values).float().mean(dim=2)  # (B, T, D)
 
     def visual_word_ids(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -192,9 +197,8 @@ class VideoBertModel(VideoFamilyModel):
     def forward(self, *, pixel_values, input_ids, attention_mask=None, labels=None, frame_mask=None, alignment_labels=None):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
+        frame_mask = check_video_inputs(pixel_values, frame_mask, max_frames=self.config.max_frames)
         words = self.visual_word_ids(pixel_values)  # (B, T)
-        if frame_mask is None:
-            frame_mask = torch.ones(words.shape, dtype=torch.bool, device=words.device)
         batch = input_ids.shape[0]
         if alignment_labels is None and labels is not None and batch > 1:
             # Negatives: a random half of the rows see the next row's video (VideoBERT's alignment task).
@@ -239,9 +243,8 @@ class VideoBertModel(VideoFamilyModel):
             raise ValueError(f"templates: {len(templates)} templates for {pixel_values.shape[0]} videos")
         if not candidates:
             raise ValueError("candidates: empty list")
+        frame_mask = check_video_inputs(pixel_values, frame_mask, max_frames=self.config.max_frames)
         words = self.visual_word_ids(pixel_values)  # (B, T)
-        if frame_mask is None:
-            frame_mask = torch.ones(words.shape, dtype=torch.bool, device=words.device)
         items = [self.processor.fill(t, c, where=f"templates[{b}]") for b, t in enumerate(templates) for c in candidates]
         batch = self.processor.collate(items)
         c = len(candidates)

@@ -22,7 +22,13 @@ import torch
 from torch import nn
 from transformers import AutoTokenizer
 
-from videovlm.models.base import VideoFamilyModel, check_family_config, require_pixel_settings, splice_visual_tokens
+from videovlm.models.base import (
+    VideoFamilyModel,
+    check_family_config,
+    check_video_inputs,
+    require_pixel_settings,
+    splice_visual_tokens,
+)
 from videovlm.models.configs import ModelConfigError, resolve_component
 from videovlm.models.language import (
     LanguageModelConfig,
@@ -162,8 +168,7 @@ class VideoLlamaModel(VideoFamilyModel):
     # -- forward ------------------------------------------------------------------------
     def encode_video(self, pixel_values: torch.Tensor, frame_mask: torch.Tensor | None = None):
         """pixels (B, T, C, H, W) -> (video tokens in LLM space (B, M, D_llm), mask (B, M))."""
-        if pixel_values.ndim == 5 and pixel_values.shape[1] > self.config.max_frames:
-            raise ValueError(f"pixel_values: {pixel_values.shape[1]} frames but max_frames is {self.config.max_frames}")
+        frame_mask = check_video_inputs(pixel_values, frame_mask, max_frames=self.config.max_frames)
         frame_tokens = self.vision(pixel_values)  # (B, T, N, D_vis)
         if self.image_qformer is not None:
             frame_tokens = self.image_qformer(frame_tokens)  # (B, T, Q, D_q)

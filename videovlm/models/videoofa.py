@@ -25,7 +25,7 @@ from einops import rearrange, repeat
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutput
 
-from videovlm.models.base import VideoFamilyModel, check_family_config, require_pixel_settings
+from videovlm.models.base import VideoFamilyModel, check_family_config, check_video_inputs, require_pixel_settings
 from videovlm.models.configs import ModelConfigError
 from videovlm.models.language import LanguageModelConfig, build_language_model, saved_language_config
 from videovlm.models.processing_ofa import OFATemplateConfig, VideoOFAProcessor
@@ -148,10 +148,7 @@ class VideoOFAModel(VideoFamilyModel):
 
     def encoder_inputs(self, pixel_values, input_ids, attention_mask=None, frame_mask=None):
         """Encoder embeddings (B, T*N' + L, D) and mask: visual tokens first, then the text."""
-        if pixel_values.ndim == 5 and pixel_values.shape[1] > self.config.max_frames:
-            raise ValueError(f"pixel_values: {pixel_values.shape[1]} frames but max_frames is {self.config.max_frames}")
-        if frame_mask is None:
-            frame_mask = torch.ones(pixel_values.shape[:2], dtype=torch.bool, device=pixel_values.device)
+        frame_mask = check_video_inputs(pixel_values, frame_mask, max_frames=self.config.max_frames)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         frame_tokens = self.vision(pixel_values).float()  # (B, T, N, D_vis)
