@@ -40,6 +40,7 @@ def test_processor_items(model, batch):
     assert (qa_ids[targets] == tok.mask_token_id).all() and tok.decode(qa_labels[targets]) == "red"
     caption_targets = batch["labels"][1] != IGNORE_INDEX
     assert tok.decode(batch["labels"][1][caption_targets]) == "a red circle moves to the left."
+    assert torch.equal(model.processor("a red circle")["labels"], model.processor.text("a red circle")["labels"])
     with pytest.raises(ProcessorError, match="exactly one"):
         model.processor.fill("no mask here", "red")
 

@@ -161,6 +161,7 @@ def test_processor_masks_human_turns(model):
     assert torch.equal(ids[trained], labels[trained])
     text = model.tokenizer.decode(ids)
     assert text.count("<video>") == 1 and "what colour is the star" in text
+    assert torch.equal(model.processor("which way?")["input_ids"], model.processor.prompt("<video> which way?")["input_ids"])
     image = model.processor(ImageCaption(id="i1", image=Path("i1.jpg"), caption="a red circle"))
     assert model.tokenizer.convert_tokens_to_ids("<image>") in image["input_ids"].tolist()
 

@@ -87,7 +87,7 @@ def test_task_items(model, frames):
     match = p.matching("a red circle moves to the left.", matches=False, frames=frames[:2])
     assert model.tokenizer.decode(match["labels"], skip_special_tokens=True) == "no"
     assert "does the video describe" in model.tokenizer.decode(match["input_ids"])
-    order = p.frame_order(frames[:4], shuffled=True)
+    order = p.frame_order(frames[:4], reverse=True)
     assert torch.equal(order["pixel_values"], p.frames_to_pixel_values(frames[:4].flip(0))[0])
     assert model.tokenizer.decode(order["labels"], skip_special_tokens=True) == "no"
     conv = Conversation("c", Path("c.mp4"), "video", (Turn("human", "<video> what colour is the star?"), Turn("gpt", "blue")))
@@ -95,3 +95,4 @@ def test_task_items(model, frames):
     assert model.tokenizer.decode(item["labels"], skip_special_tokens=True) == "blue"
     assert "<video>" not in model.tokenizer.decode(item["input_ids"])
     assert (item["labels"] != IGNORE_INDEX).all()
+    assert torch.equal(p("what colour is the star?")["input_ids"], p.prompt("what colour is the star?")["input_ids"])

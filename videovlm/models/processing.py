@@ -204,7 +204,10 @@ class VideoLlamaProcessor(FamilyProcessor):
         return ids, labels
 
     def __call__(self, record: Any, frames=None) -> dict[str, torch.Tensor]:
-        """A training item from a record (labels -100 except the answers)."""
+        """A training item from a record (labels -100 except the answers), or a generation
+        prompt from a plain question string."""
+        if isinstance(record, str):
+            return self.prompt(record, frames)
         record_id, _, turns = record_turns(
             record, video_prompt=self.template.video_prompt, image_prompt=self.template.image_prompt
         )
@@ -213,6 +216,8 @@ class VideoLlamaProcessor(FamilyProcessor):
 
     def prompt(self, question: str, frames=None, *, media: str = "video") -> dict[str, torch.Tensor]:
         """A generation prompt for one question; the placeholder is prepended if absent."""
+        if media not in ("video", "image"):
+            raise ProcessorError(f"media: expected 'video' or 'image', got {media!r}")
         placeholder = VIDEO_TOKEN if media == "video" else IMAGE_TOKEN
         if VIDEO_TOKEN not in question and IMAGE_TOKEN not in question:
             question = f"{placeholder} {question}"

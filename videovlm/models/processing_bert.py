@@ -66,8 +66,12 @@ class VideoBertProcessor(FamilyProcessor):
         return self._item(ids, labels, frames, where=where)
 
     def __call__(self, record: Any, frames=None) -> dict[str, torch.Tensor]:
+        """A training item from a VideoQA (template filling), VideoCaption or ImageCaption
+        (masked LM) record, or a masked-LM item from a plain string."""
         from videovlm.data.formats import ImageCaption, VideoCaption, VideoQA
 
+        if isinstance(record, str):
+            return self.text(record, frames)
         if isinstance(record, VideoQA):
             template = self.template.qa.format(question=record.question)
             return self.fill(template, record.answer, frames, where=f"record {record.video_id}")

@@ -62,9 +62,13 @@ class VideoOFAProcessor(FamilyProcessor):
         return item
 
     def __call__(self, record: Any, frames=None) -> dict[str, torch.Tensor]:
-        """A training item from a VideoQA / VideoCaption / ImageCaption / Conversation record.
-        A conversation becomes: all turns before the last answer -> the last answer."""
+        """A training item from a VideoQA / VideoCaption / ImageCaption / Conversation record
+        (a conversation becomes: all turns before the last answer -> the last answer), or a
+        generation prompt from a plain instruction string."""
         from videovlm.data.formats import VideoQA
+
+        if isinstance(record, str):
+            return self.prompt(record, frames)
 
         record_id, _, turns = record_turns(
             record, video_prompt=self.template.video_caption, image_prompt=self.template.image_caption
@@ -83,12 +87,13 @@ class VideoOFAProcessor(FamilyProcessor):
         answer = self.template.yes if matches else self.template.no
         return self.encode(self.template.matching.format(caption=caption), answer, frames, where="matching")
 
-    def frame_order(self, frames, *, shuffled: bool) -> dict[str, torch.Tensor]:
-        """Frame-order item: the frames reversed in time when ``shuffled`` (answer ``no``)."""
+    def frame_order(self, frames, *, reverse: bool) -> dict[str, torch.Tensor]:
+        """Frame-order item: are the frames in playing order? With ``reverse`` they are
+        played backwards (answer ``no``), the negative that only a temporal model can spot."""
         frames = torch.as_tensor(frames)
-        if shuffled:
+        if reverse:
             frames = frames.flip(0)
-        answer = self.template.no if shuffled else self.template.yes
+        answer = self.template.no if reverse else self.template.yes
         return self.encode(self.template.frame_order, answer, frames, where="frame_order")
 
     def prompt(self, instruction: str, frames=None) -> dict[str, torch.Tensor]:
