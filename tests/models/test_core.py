@@ -29,6 +29,7 @@ from videovlm.models import (
     config_from_dict,
     config_to_dict,
     frames_to_pixel_values,
+    load_pretrained,
     set_trainable,
     splice_visual_tokens,
     train_tokenizer,
@@ -152,6 +153,10 @@ def test_videollama_from_hf_checkpoints_with_image_qformer(tokenizer, frames, tm
     model.save_pretrained(tmp_path / "saved")
     saved = json.loads((tmp_path / "saved" / "config.json").read_text())
     assert saved["vision"]["pretrained"] is None and saved["llm"]["hf_config"]["model_type"] == "llama"
+    assert saved["image_qformer"]["hf_config"]["model_type"] == "blip_2_qformer"
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(load_pretrained(tmp_path / "saved")(**batch).logits, model(**batch).logits)
 
 
 def test_image_qformer_shapes():

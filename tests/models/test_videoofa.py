@@ -45,6 +45,9 @@ def test_forward_backward_default_pattern(model, batch):
     embeds, mask = model.encoder_inputs(batch["pixel_values"], batch["input_ids"], batch["attention_mask"], batch["frame_mask"])
     assert embeds.shape[:2] == mask.shape == (2, 8 * 17 + batch["input_ids"].shape[1])
     assert not mask[0, 6 * 17 : 8 * 17].any() and mask[1, : 8 * 17].all()  # padded frames of sample 0 are masked
+    long_text = torch.ones(2, 1024 - 8 * 17 + 1, dtype=torch.long)
+    with pytest.raises(ValueError, match="1025 positions but the language model has max_position_embeddings=1024"):
+        model.encoder_inputs(batch["pixel_values"], long_text)
 
 
 def test_golden_loss_and_logits(model, batch):

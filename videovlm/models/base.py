@@ -139,6 +139,16 @@ def check_video_inputs(pixel_values: torch.Tensor, frame_mask: torch.Tensor | No
     return frame_mask
 
 
+def check_sequence_length(length: int, config, *, what: str) -> None:
+    """Learned position tables (BERT, BART) cannot go past ``max_position_embeddings``."""
+    limit = getattr(config, "max_position_embeddings", None)
+    if limit is not None and length > limit:
+        raise ValueError(
+            f"{what}: {length} positions but the language model has max_position_embeddings={limit} "
+            "(use fewer frames, fewer tokens per frame or shorter text)"
+        )
+
+
 def check_family_config(*, family: str, lm_field: str, lm_kind: str, expected_kind: str, max_frames: int) -> None:
     """The checks every family config makes: the right kind of language model, max_frames >= 1."""
     if lm_kind != expected_kind:

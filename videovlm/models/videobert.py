@@ -29,6 +29,7 @@ from videovlm.models.base import (
     IGNORE_INDEX,
     VideoFamilyModel,
     check_family_config,
+    check_sequence_length,
     check_video_inputs,
     require_pixel_settings,
 )
@@ -162,6 +163,7 @@ class VideoBertModel(VideoFamilyModel):
         sep = torch.full((batch, 1), self.tokenizer.sep_token_id, dtype=input_ids.dtype, device=input_ids.device)
         words = words.masked_fill(~frame_mask, self.tokenizer.pad_token_id)
         ids = torch.cat([input_ids, words, sep], dim=1)  # (B, L + T + 1)
+        check_sequence_length(ids.shape[1], self.bert.config, what="[CLS] text [SEP] visual words [SEP]")
         mask = torch.cat([attention_mask.bool(), frame_mask, torch.ones_like(sep, dtype=torch.bool)], dim=1)
         types = torch.cat([torch.zeros_like(input_ids), torch.ones_like(words), torch.ones_like(sep)], dim=1)
         # Positions skip padding so a sample's encoding does not depend on the batch's padding.

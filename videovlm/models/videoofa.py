@@ -25,7 +25,13 @@ from einops import rearrange, repeat
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutput
 
-from videovlm.models.base import VideoFamilyModel, check_family_config, check_video_inputs, require_pixel_settings
+from videovlm.models.base import (
+    VideoFamilyModel,
+    check_family_config,
+    check_sequence_length,
+    check_video_inputs,
+    require_pixel_settings,
+)
 from videovlm.models.configs import ModelConfigError
 from videovlm.models.language import LanguageModelConfig, build_language_model, saved_language_config
 from videovlm.models.processing_ofa import OFATemplateConfig, VideoOFAProcessor
@@ -155,6 +161,7 @@ class VideoOFAModel(VideoFamilyModel):
         visual, visual_mask = self.temporal(frame_tokens, frame_mask)  # (B, V, D), (B, V)
         # The LM's own embedding module (BART's scales by sqrt(d_model) when configured).
         text = self.seq2seq.get_input_embeddings()(input_ids)  # (B, L, D)
+        check_sequence_length(visual.shape[1] + text.shape[1], self.seq2seq.config, what="encoder input (visual + text)")
         embeds = torch.cat([visual.to(text.dtype), text], dim=1)
         mask = torch.cat([visual_mask.to(attention_mask.dtype), attention_mask], dim=1)
         return embeds, mask
