@@ -147,3 +147,14 @@ def test_avi_with_b_frames_never_a_wrong_frame(tmp_path, ffmpeg_cli):
             assert backend in ("decord", "torchcodec") and str(path) in str(e), e
             continue
         _assert_frames_match(path, batch, oracle, backend)
+
+
+def test_single_frame_video(tmp_path):
+    path = write_video(tmp_path / "one.mp4", moving_square_frames(1), fps=25)
+    with open_video(path) as video:
+        meta = video.metadata
+        assert (meta.num_frames, meta.keyframes, meta.start_time) == (1, (0,), 0.0)
+        assert meta.duration == pytest.approx(0.04, abs=1e-3)
+        assert video.get_frames_at([0.0, 0.039]).indices == (0, 0)
+        with pytest.raises(IndexError):
+            video.get_frames_at([0.04])
