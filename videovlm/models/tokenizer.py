@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 VIDEO_TOKEN = "<video>"
 IMAGE_TOKEN = "<image>"
@@ -89,6 +89,17 @@ def ensure_placeholder_tokens(tokenizer, tokens: Sequence[str] = (VIDEO_TOKEN, I
     if tokenizer.pad_token is None:
         # Llama tokenizers ship without a pad token; padded positions are masked anyway.
         tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+
+
+def load_tokenizer(tokenizer, *, source: str | None, where: str):
+    """The given tokenizer, or ``AutoTokenizer.from_pretrained(source)`` (the language
+    checkpoint's own tokenizer); the media placeholders are added either way."""
+    if tokenizer is None:
+        if source is None:
+            raise ValueError(f"{where}: no tokenizer given and no checkpoint to load one from")
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    ensure_placeholder_tokens(tokenizer)
+    return tokenizer
 
 
 def token_id(tokenizer, token: str, *, where: str = "tokenizer") -> int:

@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoTokenizer
 
 from videovlm.models.base import (
     VideoFamilyModel,
@@ -42,7 +41,7 @@ from videovlm.models.language import (
 from videovlm.models.processing import ChatTemplateConfig, VideoLlamaProcessor
 from videovlm.models.projector import Projector, ProjectorConfig
 from videovlm.models.qformer import ImageQFormer, ImageQFormerConfig
-from videovlm.models.tokenizer import IMAGE_TOKEN, VIDEO_TOKEN, ensure_placeholder_tokens, token_id
+from videovlm.models.tokenizer import IMAGE_TOKEN, VIDEO_TOKEN, load_tokenizer, token_id
 from videovlm.models.vision import VisionTower, VisionTowerConfig
 
 DEFAULT_TEMPORAL = {"_component_": "videovlm.models.temporal.VideoQFormer", "num_queries": 32, "max_frames": 32}
@@ -81,16 +80,6 @@ class VideoLlamaConfig:
         )
         if "_component_" not in self.temporal:
             raise ModelConfigError("temporal._component_: missing (dotted path of a temporal encoder class)")
-
-
-def load_tokenizer(tokenizer, *, source: str | None, where: str):
-    """The given tokenizer, or ``AutoTokenizer.from_pretrained(source)``; placeholders added."""
-    if tokenizer is None:
-        if source is None:
-            raise ModelConfigError(f"{where}: no tokenizer given and no checkpoint to load one from")
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    ensure_placeholder_tokens(tokenizer)
-    return tokenizer
 
 
 def build_temporal_encoder(spec: dict, *, input_dim: int, where: str = "temporal") -> nn.Module:

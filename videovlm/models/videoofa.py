@@ -35,7 +35,7 @@ from videovlm.models.base import (
 from videovlm.models.configs import ModelConfigError
 from videovlm.models.language import LanguageModelConfig, build_language_model, saved_language_config
 from videovlm.models.processing_ofa import OFATemplateConfig, VideoOFAProcessor
-from videovlm.models.videollama import load_tokenizer
+from videovlm.models.tokenizer import load_tokenizer
 from videovlm.models.vision import VisionTower, VisionTowerConfig
 
 
