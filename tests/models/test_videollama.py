@@ -62,6 +62,22 @@ def test_forward_backward_default_pattern(model, batch):
     model.eval()
 
 
+@pytest.mark.parametrize(
+    "parts",
+    [("projector",), ("vision", "llm"), ("image_qformer", "video_qformer")],
+    ids=["projector-only", "vision+llm", "absent-image-qformer-skipped"],
+)
+def test_stage_patterns_get_exactly_their_grads(model, batch, parts):
+    enabled = set_trainable(model, parts)
+    assert enabled == [p for p in parts if p in model.parts()]
+    model(**batch).loss.backward()
+    grads = grads_by_part(model)
+    # frame_position lives inside video_qformer: it trains with it
+    expected = {name: name in enabled or (name == "frame_position" and "video_qformer" in enabled) for name in grads}
+    assert grads == expected
+    model.zero_grad(set_to_none=True)
+
+
 def test_frame_position_is_its_own_part(model, batch):
     assert model.frame_position is model.video_qformer.frame_position
     assert set_trainable(model, ["frame_position"]) == ["frame_position"]

@@ -50,7 +50,9 @@ class VideoOFAProcessor(FamilyProcessor):
     def encode(self, instruction: str, target: str | None, frames=None, *, where: str) -> dict[str, torch.Tensor]:
         """An item from an instruction and its target (None for a generation prompt)."""
         tok = self.tokenizer
-        ids = [tok.bos_token_id, *self._ids(strip_placeholders(instruction)), tok.eos_token_id]
+        # T5-family tokenizers have no BOS token: start with the instruction then.
+        bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
+        ids = [*bos, *self._ids(strip_placeholders(instruction)), tok.eos_token_id]
         item = self._item(ids, None, frames, where=where)
         if target is not None:
             labels = [*self._ids(target), tok.eos_token_id]
