@@ -106,7 +106,7 @@ class MediaTextDataset(Dataset):
             if is_video:
                 frames, valid = self._read_video(path, epoch, index)
             else:
-                frames, valid = _read_image(path), torch.ones(1, dtype=torch.bool)
+                frames, valid = read_image(path), torch.ones(1, dtype=torch.bool)
         except (VideoDecodeError, OSError, ValueError) as error:
             return SkippedItem(index=index, path=str(path), reason=f"{type(error).__name__}: {error}")
         return self.encode(record, frames, valid)
@@ -123,7 +123,7 @@ class MediaTextDataset(Dataset):
         return batch.frames, torch.tensor(sample.valid, dtype=torch.bool)  # (T, H, W, 3), (T,)
 
 
-def _read_image(path: Path) -> torch.Tensor:
+def read_image(path: Path) -> torch.Tensor:
     from PIL import Image
 
     with Image.open(path) as image:
@@ -287,7 +287,7 @@ class PadCollator:
         for item in good[1:]:
             if list(item) != keys:
                 raise DataError(f"items of one batch have different keys: {keys} vs {list(item)}")
-        if "pixel_values" in keys and "frame_mask" not in keys:
+        if "pixel_values" in keys and "frame_mask" not in keys and good[0]["pixel_values"].ndim == 4:  # (T, C, H, W) frames
             for item in good:
                 item["frame_mask"] = torch.ones(item["pixel_values"].shape[0], dtype=torch.bool)
             keys.append("frame_mask")

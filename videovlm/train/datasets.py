@@ -62,7 +62,7 @@ class RecordDataset(MediaTextDataset):
 
     def _encode(self, record: Any, frames: torch.Tensor, valid: torch.Tensor) -> dict[str, torch.Tensor]:
         item = self.processor(record, frames)
-        if "pixel_values" in item:
+        if "pixel_values" in item and item["pixel_values"].ndim == 4:
             item["frame_mask"] = valid  # (T,) False where the sampler padded a short video
         return item
 
