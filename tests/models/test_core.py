@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -216,3 +217,16 @@ def test_bert_and_bart_families_from_checkpoints(tokenizer, frames, tmp_path):
         assert torch.isfinite(loss) and family.parts()["vision"].model.embeddings.patch_embedding.weight.grad is None
         language = family.parts().get("bert") or family.parts()["seq2seq"]
         assert language.is_activation_checkpointing and language.get_input_embeddings().weight.grad is not None
+
+
+def test_families_run_in_bfloat16(tokenizer, frames):
+    """Under DeepSpeed bf16 every part is bf16 while the pixels arrive as float32."""
+    from videovlm.data.formats import VideoCaption
+    from videovlm.models.presets import tiny_videobert, tiny_videoofa
+
+    record = VideoCaption("v", Path("v.mp4"), "a red circle moves to the left.", 2.0)
+    for build in (tiny_videollama, tiny_videoofa, tiny_videobert):
+        model = build(tokenizer=tokenizer).to(torch.bfloat16)
+        batch = model.processor.collate([model.processor(record, frames=frames[:2])] * 2)
+        assert batch["pixel_values"].dtype == torch.float32
+        assert torch.isfinite(model(**batch).loss), build.__name__

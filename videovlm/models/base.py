@@ -121,6 +121,13 @@ def load_saved_tokenizer(directory: Path):
         hf_logging.set_verbosity(verbosity)
 
 
+def to_module_dtype(x: torch.Tensor, module: nn.Module) -> torch.Tensor:
+    """Cast a float input to the dtype of the module that reads it: parts may differ (a bf16
+    vision tower before an fp32 temporal encoder, or everything bf16 under DeepSpeed)."""
+    param = next(module.parameters(), None)
+    return x if param is None or not x.is_floating_point() else x.to(param.dtype)
+
+
 def check_video_inputs(pixel_values: torch.Tensor, frame_mask: torch.Tensor | None, *, max_frames: int) -> torch.Tensor:
     """Validate ``pixel_values (B, T, C, H, W)`` against max_frames and return a bool (B, T)
     frame mask (all True when None)."""

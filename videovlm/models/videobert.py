@@ -126,14 +126,16 @@ class VideoBertModel(VideoFamilyModel):
 
     # -- visual words -------------------------------------------------------------------
     def frame_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """One feature per frame (B, T, D): the tower's tokens averaged (one token when pooled)."""
+        """One float32 feature per frame (B, T, D): the tower's tokens averaged (one token when
+        pooled). Quantisation and k-means run in float32 whatever the tower's dtype."""
         check_video_inputs(pixel_values, None, max_frames=self.config.max_frames)
         return self.vision(pixel_values).float().mean(dim=2)  # (B, T, D)
 
     def visual_word_ids(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Token ids (B, T) of each frame's nearest visual word."""
         features = self.frame_features(pixel_values)  # (B, T, D)
-        nearest = torch.cdist(features, self.visual_words.unsqueeze(0).expand(features.shape[0], -1, -1)).argmin(-1)
+        codebook = self.visual_words.float().unsqueeze(0).expand(features.shape[0], -1, -1)  # (B, K, D)
+        nearest = torch.cdist(features, codebook).argmin(-1)
         return nearest + self.visual_word_offset  # (B, T)
 
     @torch.no_grad()

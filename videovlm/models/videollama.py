@@ -27,6 +27,7 @@ from videovlm.models.base import (
     check_video_inputs,
     require_pixel_settings,
     splice_visual_tokens,
+    to_module_dtype,
 )
 from videovlm.models.configs import ModelConfigError, resolve_component
 from videovlm.models.language import (
@@ -160,9 +161,9 @@ class VideoLlamaModel(VideoFamilyModel):
         frame_mask = check_video_inputs(pixel_values, frame_mask, max_frames=self.config.max_frames)
         frame_tokens = self.vision(pixel_values)  # (B, T, N, D_vis)
         if self.image_qformer is not None:
-            frame_tokens = self.image_qformer(frame_tokens)  # (B, T, Q, D_q)
-        video = self.video_qformer(frame_tokens.float(), frame_mask)  # tokens (B, M, D_t), mask (B, M)
-        return self.projector(video.tokens), video.mask  # (B, M, D_llm), (B, M)
+            frame_tokens = self.image_qformer(to_module_dtype(frame_tokens, self.image_qformer))  # (B, T, Q, D_q)
+        video = self.video_qformer(to_module_dtype(frame_tokens, self.video_qformer), frame_mask)  # (B, M, D_t), (B, M)
+        return self.projector(to_module_dtype(video.tokens, self.projector)), video.mask  # (B, M, D_llm), (B, M)
 
     def _llm_inputs(self, pixel_values, input_ids, attention_mask, labels, frame_mask):
         if attention_mask is None:

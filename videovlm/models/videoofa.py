@@ -31,6 +31,7 @@ from videovlm.models.base import (
     check_sequence_length,
     check_video_inputs,
     require_pixel_settings,
+    to_module_dtype,
 )
 from videovlm.models.configs import ModelConfigError
 from videovlm.models.language import LanguageModelConfig, build_language_model, saved_language_config
@@ -157,7 +158,7 @@ class VideoOFAModel(VideoFamilyModel):
         frame_mask = check_video_inputs(pixel_values, frame_mask, max_frames=self.config.max_frames)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        frame_tokens = self.vision(pixel_values).float()  # (B, T, N, D_vis)
+        frame_tokens = to_module_dtype(self.vision(pixel_values), self.temporal)  # (B, T, N, D_vis)
         visual, visual_mask = self.temporal(frame_tokens, frame_mask)  # (B, V, D), (B, V)
         # The LM's own embedding module (BART's scales by sqrt(d_model) when configured).
         text = self.seq2seq.get_input_embeddings()(input_ids)  # (B, L, D)
