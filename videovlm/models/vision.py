@@ -63,8 +63,9 @@ class VisionTower(nn.Module):
         self.image_size = int(cfg.image_size)
         self.hidden_size = int(cfg.hidden_size)
         grid = (self.image_size // int(cfg.patch_size)) ** 2
-        # CLIP and ViT prepend a CLS token; SigLIP does not.
-        self.has_cls = not model_class.__name__.startswith("Siglip")
+        # CLIP (class_embedding) and ViT (cls_token) prepend a CLS token; SigLIP has none.
+        embeddings = next((m for name, m in self.model.named_modules() if name.endswith("embeddings")), None)
+        self.has_cls = any(hasattr(embeddings, attr) for attr in ("class_embedding", "cls_token"))
         self.num_patches = grid
         self.select = config.select
         self.feature_layer = config.feature_layer
