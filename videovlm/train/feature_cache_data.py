@@ -53,6 +53,7 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
         self.processor, self.front, self.on_miss = processor, front, on_miss
         self.pad_values = dict(getattr(base, "pad_values", {}))
         self.decode_size = getattr(base, "decode_size", None)
+        self.sampler_spec = getattr(base, "sampler_spec", None)
         self.recomputed: dict[tuple[str, int], torch.Tensor] = {}
         self.hits = 0
         self.misses = 0
