@@ -193,6 +193,8 @@ def test_bad_inputs_raise_clear_errors(model, frames, batch):
         model.processor(qa("what colour?", "red"), frames=frames[..., :2])
     with pytest.raises(PixelShapeError, match=r"pixel_values: expected \(B, T, 3, 112, 112\)"):
         model(**{**batch, "pixel_values": batch["pixel_values"][..., :64, :64]})
+    with pytest.raises(ProcessorError, match="collate: item 1 has keys"):
+        model.processor.collate([model.processor(qa("what colour?", "red")), model.processor.prompt("what colour?")])
     no_placeholder = batch["input_ids"].masked_fill(batch["input_ids"] == model.placeholder_ids[0], 1)
     with pytest.raises(ValueError, match="row 0 has 0 media placeholder tokens"):
         model(**{**batch, "input_ids": no_placeholder})

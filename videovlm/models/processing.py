@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from videovlm.models.base import IGNORE_INDEX
 from videovlm.models.pixels import PixelConfig, frames_to_pixel_values
@@ -107,6 +108,10 @@ class FamilyProcessor:
         ``(T_i, C, H, W)`` are zero-padded at the end to the longest T with ``frame_mask (B, T)``."""
         if not items:
             raise ProcessorError("collate: empty list of items")
+        keys = set(items[0])
+        for i, item in enumerate(items):
+            if set(item) != keys:
+                raise ProcessorError(f"collate: item {i} has keys {sorted(item)}, item 0 has {sorted(keys)}")
         batch: dict[str, torch.Tensor] = {}
         pad_values = {"labels": IGNORE_INDEX, "attention_mask": 0}
         for key in items[0]:
@@ -129,16 +134,12 @@ class FamilyProcessor:
 
 
 def _pad_1d(values: Sequence[torch.Tensor], pad: int, side: str) -> torch.Tensor:
+    """(B, L_max) from 1-D tensors; left padding pads the flipped rows and flips back."""
     if side not in ("left", "right"):
         raise ProcessorError(f"padding_side: expected 'left' or 'right', got {side!r}")
-    longest = max(v.shape[0] for v in values)
-    out = torch.full((len(values), longest), pad, dtype=values[0].dtype)
-    for i, v in enumerate(values):
-        if side == "right":
-            out[i, : v.shape[0]] = v
-        else:
-            out[i, longest - v.shape[0] :] = v
-    return out
+    if side == "right":
+        return pad_sequence(list(values), batch_first=True, padding_value=pad)
+    return pad_sequence([v.flip(0) for v in values], batch_first=True, padding_value=pad).flip(1)
 
 
 @dataclass
