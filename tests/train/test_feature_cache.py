@@ -214,3 +214,30 @@ def test_cache_features_command(tokenizer, videos, tmp_path, capsys):
     assert "feature_cache.bogus: unknown key" in capsys.readouterr().err
     assert main([*command, "stages.0.trainable=[vision]"]) == 2
     assert "frozen vision tower" in capsys.readouterr().err
+
+
+def test_engine_hook_reads_the_recipe_keys(tokenizer, videos, tmp_path):
+    from videovlm.train.config import ConfigError, validate
+    from videovlm.train.feature_cache_cli import apply_feature_cache
+
+    here = "tests.train.test_feature_cache"
+    allowed = ("videovlm.", "torch.optim.", here)
+    recipe = {
+        "output_dir": str(tmp_path / "run"),
+        "model": {"_component_": "videovlm.models.load_pretrained", "directory": str(tmp_path)},
+        "features": "cached",
+        "feature_cache": {"on_miss": "error", "dir": str(tmp_path / "cache")},
+        "stages": [{"name": "align", "steps": 1, "lr": 1e-3, "trainable": PARTS,
+                    "data": {"train": [{"_component_": f"{here}.caption_videos", "captions_csv": str(tmp_path)}]}}],
+    }
+    config = validate(recipe, allowed_packages=allowed)
+    model = _model(tokenizer)
+    train_sets = [_base_dataset(model, videos)]
+    model, cached, val = apply_feature_cache(config=config, stage=config.stages[0], model=model, train_sets=train_sets, val_sets=[])
+    assert isinstance(model, CachedFeatureVideoLlama) and val == [] and cached[0].on_miss == "error"
+    assert cached[0].cache.directory == tmp_path / "cache" and cached[0].sampler_spec == SAMPLER
+    online = validate({**recipe, "features": "online"}, allowed_packages=allowed)
+    plain = _model(tokenizer)
+    assert apply_feature_cache(config=online, stage=online.stages[0], model=plain, train_sets=train_sets, val_sets=[])[1] is train_sets
+    with pytest.raises(ConfigError, match="feature_cache.on_miss"):
+        validate({**recipe, "feature_cache": {"on_miss": "sometimes"}}, allowed_packages=allowed)

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 import yaml
 
+from videovlm.train.feature_cache_cli import FeatureCacheConfig
 from videovlm.train.instantiate import COMPONENT_KEY, DEFAULT_ALLOWED_PACKAGES, ComponentError, is_component, resolve_component
 
 Component = dict[str, Any]  # a mapping with a ``_component_`` dotted path plus keyword arguments
@@ -114,6 +115,10 @@ class TrainConfig:
     skip_check_after: int = 32  # seen items before the fraction is enforced (one bad item in the first batch is not a trend)
     tensorboard: bool = True
     progress_bar: bool = True
+    # Frozen-feature cache (videovlm cache-features): "cached" trains from stored outputs of the
+    # frozen vision front instead of decoding and running it every step.
+    features: Literal["online", "cached"] = "online"
+    feature_cache: FeatureCacheConfig = field(default_factory=FeatureCacheConfig)
 
 
 # --------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from videovlm.train.data import (
     TooManySkippedError,
 )
 from videovlm.train.deepspeed_config import build_deepspeed_config
+from videovlm.train.feature_cache_cli import apply_feature_cache
 from videovlm.train.distributed import DistInfo, barrier, init_distributed
 from videovlm.train.instantiate import DEFAULT_ALLOWED_PACKAGES, instantiate, resolve_component
 from videovlm.train.metrics import MetricsLogger, plot_loss_curve
@@ -167,8 +168,10 @@ class Trainer:
                 raise TrainingError(f"gradient_checkpointing: {class_path(model)} has no gradient_checkpointing_enable()")
             model.gradient_checkpointing_enable()
         processor = model_processor(model)
-        train_set = MixedDataset(build_datasets(stage.data.train, processor=processor, train=True, seed=config.seed, allowed_packages=self.allowed_packages))
+        train_sets = build_datasets(stage.data.train, processor=processor, train=True, seed=config.seed, allowed_packages=self.allowed_packages)
         val_sets = build_datasets(stage.data.val, processor=processor, train=False, seed=config.seed, allowed_packages=self.allowed_packages)
+        model, train_sets, val_sets = apply_feature_cache(config=config, stage=stage, model=model, train_sets=train_sets, val_sets=val_sets)
+        train_set = MixedDataset(train_sets)
 
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
@@ -233,6 +236,8 @@ class Trainer:
             "skipped": loop.skipped_total,
             "seen": loop.seen_total,
             "trainable": stage.trainable,
+            # The frame sampler the model was trained with: `videovlm qa` uses it by default.
+            "sampler": next((d.sampler_spec for d in train_sets if hasattr(d, "sampler_spec")), None),
         }
         self._save_final(engine, model, final_dir, marker)
         if dist.is_main:
