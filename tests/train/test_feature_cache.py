@@ -185,35 +185,47 @@ def caption_videos(*, captions_csv: str, processor, train: bool = True, seed: in
                             encode=functools.partial(_encode, processor), sampler=sampler, train=train, seed=seed)
 
 
-def test_cache_features_command(tokenizer, videos, tmp_path, capsys):
+def test_cache_features_then_train_from_the_cache(tokenizer, videos, tmp_path, capsys):
+    """videovlm cache-features on a recipe, then videovlm train with features: cached gives the
+    losses of features: online (DeepSpeed engine, same seed)."""
     import yaml
 
     from videovlm.cli import main
+    from videovlm.train.metrics import read_metrics
 
     tokenizer.save_pretrained(tmp_path / "tokenizer")
     captions = tmp_path / "captions.csv"
     captions.write_text("videoid,name,video\n" + "".join(f"{p.stem},a red square moves left,{p}\n" for p in videos))
     here = "tests.train.test_feature_cache"
-    recipe = {
-        "output_dir": str(tmp_path / "run"),
-        "model": {"_component_": f"{here}.micro_videollama", "tokenizer_dir": str(tmp_path / "tokenizer")},
-        "features": "cached",
-        "feature_cache": {"on_miss": "error"},
-        "stages": [{"name": "align", "steps": 2, "lr": 1e-3, "trainable": PARTS,
-                    "data": {"train": [{"_component_": f"{here}.caption_videos", "captions_csv": str(captions)}]}}],
-    }
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    command = ["cache-features", "--recipe", str(path), "--allow-package", here, "--no-progress"]
-    assert main(command) == 0
-    assert "3 videos: 27 frames computed, 0 already cached" in capsys.readouterr().out
-    assert FeatureCache(tmp_path / "run" / "feature_cache").stats() == {"namespaces": 1, "videos": 3, "frames": 27}
-    assert main(command) == 0
-    assert "0 frames computed, 27 already cached" in capsys.readouterr().out
-    assert main([*command, "feature_cache.bogus=1"]) == 2
-    assert "feature_cache.bogus: unknown key" in capsys.readouterr().err
-    assert main([*command, "stages.0.trainable=[vision]"]) == 2
-    assert "frozen vision tower" in capsys.readouterr().err
+    losses = {}
+    for features in ("online", "cached"):
+        recipe = {
+            "output_dir": str(tmp_path / features),
+            "model": {"_component_": f"{here}.micro_videollama", "tokenizer_dir": str(tmp_path / "tokenizer")},
+            "features": features,
+            "feature_cache": {"on_miss": "error"},
+            "tensorboard": False,
+            "progress_bar": False,
+            "stages": [{"name": "align", "steps": 3, "lr": 1e-3, "trainable": PARTS, "micro_batch_size": 3,
+                        "data": {"train": [{"_component_": f"{here}.caption_videos", "captions_csv": str(captions)}]}}],
+        }
+        path = tmp_path / f"{features}.yaml"
+        path.write_text(yaml.safe_dump(recipe))
+        if features == "cached":
+            command = ["cache-features", "--recipe", str(path), "--allow-package", here, "--no-progress"]
+            assert main(command) == 0
+            assert "3 videos: 27 frames computed, 0 already cached" in capsys.readouterr().out
+            assert FeatureCache(tmp_path / "cached" / "feature_cache").stats() == {"namespaces": 1, "videos": 3, "frames": 27}
+            assert main(command) == 0
+            assert "0 frames computed, 27 already cached" in capsys.readouterr().out
+            assert main([*command, "feature_cache.bogus=1"]) == 2
+            assert "feature_cache.bogus: unknown key" in capsys.readouterr().err
+            assert main([*command, "stages.0.trainable=[vision]"]) == 2
+            assert "frozen vision tower" in capsys.readouterr().err
+        assert main(["train", str(path), "--allow-package", here]) == 0
+        losses[features] = [r["loss"] for r in read_metrics(tmp_path / features / "align" / "metrics.jsonl") if "loss" in r]
+    assert len(losses["online"]) == 3
+    assert losses["cached"] == pytest.approx(losses["online"], rel=1e-4, abs=1e-5)
 
 
 def test_engine_hook_reads_the_recipe_keys(tokenizer, videos, tmp_path):

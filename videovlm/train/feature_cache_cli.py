@@ -19,7 +19,6 @@ Exit codes: 0 done (unreadable videos are listed; training skips them), 2 invali
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ SPLITS = ("train", "val")
 
 @dataclass
 class FeatureCacheConfig:
-    """The ``feature_cache`` recipe section.
+    """The ``feature_cache`` recipe section (a field of ``videovlm.train.config.TrainConfig``).
 
     Fields:
         dir: cache folder (None: ``<output_dir>/feature_cache``).
@@ -45,43 +44,17 @@ class FeatureCacheConfig:
     on_miss: Literal["compute", "error"] = "compute"
 
 
-def read_cache_settings(data: dict[str, Any]) -> tuple[str, FeatureCacheConfig]:
-    """(``features``, ``feature_cache``) of a raw recipe mapping, checked, with key paths."""
-    from videovlm.train.config import ConfigError
-
-    features = data.get("features", "online")
-    problems = []
-    if features not in ("online", "cached"):
-        problems.append(f"features: expected 'online' or 'cached', got {features!r}")
-    section = data.get("feature_cache") or {}
-    if not isinstance(section, dict):
-        raise ConfigError([f"feature_cache: expected a mapping, got {type(section).__name__}"])
-    known = {f.name for f in dataclasses.fields(FeatureCacheConfig)}
-    problems += [f"feature_cache.{key}: unknown key (allowed: {', '.join(sorted(known))})" for key in section if key not in known]
-    on_miss = section.get("on_miss", "compute")
-    if on_miss not in ("compute", "error"):
-        problems.append(f"feature_cache.on_miss: expected 'compute' or 'error', got {on_miss!r}")
-    directory = section.get("dir")
-    if directory is not None and not isinstance(directory, (str, Path)):
-        problems.append(f"feature_cache.dir: expected a path string, got {directory!r}")
-    if problems:
-        raise ConfigError(problems)
-    return features, FeatureCacheConfig(dir=Path(directory) if directory is not None else None, on_miss=on_miss)
-
-
 def load_recipe(path: str | Path, overrides, *, allowed_packages):
-    """(TrainConfig, features, FeatureCacheConfig) of a recipe; the cache keys are read here
-    and left to the engine's schema only when it declares them."""
-    from videovlm.train.config import TrainConfig, apply_overrides, load_yaml, validate
+    """(TrainConfig, cache folder) of a recipe: ``feature_cache.dir``, else ``<output_dir>/feature_cache``."""
+    from videovlm.train.config import load_config
 
-    data = apply_overrides(load_yaml(path), overrides)
-    features, settings = read_cache_settings(data)
-    declared = {f.name for f in dataclasses.fields(TrainConfig)}
-    rest = {k: v for k, v in data.items() if k in declared or k not in ("features", "feature_cache")}
-    config = validate(rest, allowed_packages=allowed_packages, source=str(path))
-    if settings.dir is None:
-        settings = dataclasses.replace(settings, dir=Path(config.output_dir) / "feature_cache")
-    return config, features, settings
+    config = load_config(path, overrides, allowed_packages=allowed_packages)
+    return config, cache_dir_of(config)
+
+
+def cache_dir_of(config) -> Path:
+    settings = getattr(config, "feature_cache", None) or FeatureCacheConfig()
+    return settings.dir if settings.dir is not None else Path(config.output_dir) / "feature_cache"
 
 
 def apply_feature_cache(*, config, stage, model, train_sets: list, val_sets: list):
@@ -90,12 +63,11 @@ def apply_feature_cache(*, config, stage, model, train_sets: list, val_sets: lis
     for ``features: online``. The engine calls this once per stage, before DeepSpeed."""
     if getattr(config, "features", "online") != "cached":
         return model, train_sets, val_sets
-    settings = getattr(config, "feature_cache", None) or FeatureCacheConfig()
     from videovlm.train.feature_cache_data import use_cached_features
 
-    cache_dir = settings.dir if settings.dir is not None else Path(config.output_dir) / "feature_cache"
+    settings = getattr(config, "feature_cache", None) or FeatureCacheConfig()
     model, wrapped = use_cached_features(
-        model=model, datasets=[*train_sets, *val_sets], cache_dir=cache_dir, trainable=stage.trainable, on_miss=settings.on_miss
+        model=model, datasets=[*train_sets, *val_sets], cache_dir=cache_dir_of(config), trainable=stage.trainable, on_miss=settings.on_miss
     )
     return model, wrapped[: len(train_sets)], wrapped[len(train_sets) :]
 
@@ -134,7 +106,7 @@ def cache_recipe_features(
     from videovlm.train.feature_cache import FeatureCache, FrozenFront, cached_parts, model_namespace, precompute
     from videovlm.train.parts import model_processor
 
-    config, _, settings = load_recipe(recipe, overrides, allowed_packages=allowed_packages)
+    config, default_dir = load_recipe(recipe, overrides, allowed_packages=allowed_packages)
     index, stage = _stage(config, stage_name)
     previous = None
     if index > 0:
@@ -147,7 +119,7 @@ def cache_recipe_features(
     if not components:
         raise ValueError(f"stage {stage.name!r} has no {split} data to cache")
     datasets = build_datasets(components, processor=model_processor(model), train=split == "train", seed=config.seed, allowed_packages=allowed_packages)
-    directory = cache_dir or settings.dir
+    directory = cache_dir or default_dir
     cache = FeatureCache(directory)
     front = FrozenFront(model, parts)
     reports = []
