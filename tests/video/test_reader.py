@@ -158,3 +158,23 @@ def test_single_frame_video(tmp_path):
         assert video.get_frames_at([0.0, 0.039]).indices == (0, 0)
         with pytest.raises(IndexError):
             video.get_frames_at([0.04])
+
+
+def test_variable_rate_avi_whose_header_counts_gaps(tmp_path, ffmpeg_cli):
+    import av
+
+    path = tmp_path / "gaps.avi"
+    run_ffmpeg(ffmpeg_cli, "-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25", "-t", "2", "-vf",
+               "setpts='(N+floor(N*N/40))/25/TB'", "-fps_mode", "passthrough", "-c:v", "mpeg4", "-threads", "1", str(path))
+    pts, oracle = decode_all_in_order(path)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames > len(pts)  # the header counts the gaps too
+    for backend in BACKENDS:
+        try:
+            video = open_video(path, backend=backend)
+        except VideoDecodeError as e:
+            assert backend == "decord" and "disagree" in e.reason, e
+            continue
+        with video:
+            assert video.metadata.num_frames == len(pts) and video.metadata.pts == pytest.approx(pts, abs=1e-6)
+            _assert_frames_match(path, video.get_frames([len(pts) - 1, 3, 15]), oracle, backend)

@@ -167,13 +167,15 @@ def build_index(path: str | Path, stream_index: int | None = None) -> FrameIndex
             raise VideoDecodeError(path_str, f"demuxing stream {stream.index} failed after {len(packets.pts)} packets: {e}") from e
         if not packets.pts:
             raise VideoDecodeError(path_str, f"stream {stream.index} has no packets")
-        # Demuxers stop quietly at the end of a cut-off file; the sample table (where the
-        # container has one: mp4, avi) and the incomplete last packet give it away.
-        if last_corrupt or 0 < packets_seen < (stream.frames or 0):
+        # Demuxers stop quietly at the end of a cut-off file; the incomplete last packet and,
+        # in mp4/mov, the sample table give it away. (AVI headers count timeline slots,
+        # gaps of variable-rate files included, so they are no evidence.)
+        listed = (stream.frames or 0) if "mov" in container.format.name.split(",") else 0
+        if last_corrupt or 0 < packets_seen < listed:
             raise VideoDecodeError(
                 path_str,
                 f"file is truncated: stream {stream.index} ends after {packets_seen} packets"
-                + (f" of the {stream.frames} its header lists" if stream.frames else " with an incomplete packet"),
+                + (f" of the {listed} its sample table lists" if packets_seen < listed else " with an incomplete packet"),
             )
         first = _first_frame(path_str, stream, head_packets)
         best = container.streams.best("video")
