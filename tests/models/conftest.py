@@ -36,3 +36,16 @@ def frames() -> torch.Tensor:
     """8 random uint8 RGB frames (T, H, W, 3) of 120 x 160 (resized + cropped to 112)."""
     generator = torch.Generator().manual_seed(7)
     return torch.randint(0, 256, (8, 120, 160, 3), dtype=torch.uint8, generator=generator)
+
+
+def qa_and_caption_batch(model, frames):
+    """A 2-sample batch: a VideoQA item on 6 frames and a VideoCaption item on 8 (padded frames)."""
+    from pathlib import Path
+
+    from videovlm.data.formats import VideoCaption, VideoQA
+
+    items = [
+        model.processor(VideoQA("v0", Path("v0.mp4"), "what colour is the circle?", "red", "color"), frames=frames[:6]),
+        model.processor(VideoCaption("v1", Path("v1.mp4"), "a red circle moves to the left.", 2.0), frames=frames),
+    ]
+    return model.processor.collate(items)

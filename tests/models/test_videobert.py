@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 import torch
 
-from videovlm.data.formats import VideoCaption, VideoQA
 from videovlm.models import IGNORE_INDEX, ProcessorError, VideoBertModel, load_pretrained, set_trainable
 from videovlm.models.presets import tiny_videobert
+
+from .conftest import qa_and_caption_batch
 
 GOLDEN_LOSS = 5.42017936706543
 GOLDEN_ALIGN = [0.11807, 0.12032]
@@ -25,11 +25,7 @@ def model(tokenizer):
 
 @pytest.fixture(scope="module")
 def batch(model, frames):
-    items = [
-        model.processor(VideoQA("v0", Path("v0.mp4"), "what colour is the circle?", "red", "color"), frames=frames[:6]),
-        model.processor(VideoCaption("v1", Path("v1.mp4"), "a red circle moves to the left.", 2.0), frames=frames),
-    ]
-    return model.processor.collate(items)
+    return qa_and_caption_batch(model, frames)
 
 
 def test_processor_items(model, batch):

@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from videovlm.data.formats import Conversation, Turn, VideoCaption, VideoQA
+from videovlm.data.formats import Conversation, Turn
 from videovlm.models import IGNORE_INDEX, VideoOFAModel, VideoOFAProcessor, load_pretrained, set_trainable
 from videovlm.models.presets import tiny_videoofa
+
+from .conftest import qa_and_caption_batch
 
 GOLDEN_LOSS = 4.872318744659424
 GOLDEN_LOGITS = [0.0, -0.49669, -0.03415, -0.85331]
@@ -23,11 +25,7 @@ def model(tokenizer):
 
 @pytest.fixture(scope="module")
 def batch(model, frames):
-    items = [
-        model.processor(VideoQA("v0", Path("v0.mp4"), "what colour is the circle?", "red", "color"), frames=frames[:6]),
-        model.processor(VideoCaption("v1", Path("v1.mp4"), "a red circle moves to the left.", 2.0), frames=frames),
-    ]
-    return model.processor.collate(items)
+    return qa_and_caption_batch(model, frames)
 
 
 def test_forward_backward_default_pattern(model, batch):

@@ -71,6 +71,30 @@ class VideoFamilyModel(nn.Module):
             if isinstance(module, PreTrainedModel) and module.supports_gradient_checkpointing:
                 enable_activation_checkpointing(module)
 
+    # -- language side ------------------------------------------------------------------
+    def language_model(self) -> nn.Module:
+        """The family's language model (LLM, seq2seq or BERT), as the model holds it."""
+        raise TypeError(f"{type(self).__name__} must define language_model()")
+
+    def generate_with_language_model(self, **inputs: Any) -> torch.Tensor:
+        """The language model's ``generate`` with KV cache, greedy and 16 new tokens unless
+        ``inputs`` says otherwise, stopping at the tokenizer's EOS."""
+        inputs.setdefault("max_new_tokens", 16)
+        inputs.setdefault("do_sample", False)
+        return self.language_model().generate(
+            use_cache=True, pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id, **inputs
+        )
+
+    def export_language_model(self, directory: str | Path) -> Path:
+        """The language model alone in plain transformers format (LoRA merged, if any) plus
+        the tokenizer: ``AutoModelFor...from_pretrained(directory)`` loads it."""
+        from videovlm.models.language import plain_language_model
+
+        directory = Path(directory)
+        plain_language_model(self.language_model()).save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        return directory
+
     # -- save / load --------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write config.json, model.safetensors and the tokenizer to ``directory``."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -263,9 +262,6 @@ class VideoBertModel(VideoFamilyModel):
         scores = (picked * valid).sum(1) / valid.sum(1)
         return scores.view(len(templates), c)
 
-    def export_language_model(self, directory: str | Path) -> Path:
-        """BERT (vocabulary incl. the visual words) in plain transformers format, plus the tokenizer."""
-        directory = Path(directory)
-        self.bert.save_pretrained(directory)
-        self.tokenizer.save_pretrained(directory)
-        return directory
+    def language_model(self) -> nn.Module:
+        """BERT with its MLM head; its vocabulary includes the visual words."""
+        return self.bert

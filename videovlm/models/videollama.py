@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,7 +34,6 @@ from videovlm.models.language import (
     LoraSettings,
     apply_lora,
     build_language_model,
-    plain_language_model,
     saved_language_config,
     unwrap_lora,
 )
@@ -193,20 +191,7 @@ class VideoLlamaModel(VideoFamilyModel):
         """New token ids (B, L_new) from the LLM's ``generate`` on the spliced prompt (KV cache on).
         Prompts should be left-padded (``processor.collate(items, padding_side="left")``)."""
         embeds, mask, _ = self._llm_inputs(pixel_values, input_ids, attention_mask, None, frame_mask)
-        generate_kwargs.setdefault("max_new_tokens", 16)
-        generate_kwargs.setdefault("do_sample", False)
-        return self.llm.generate(
-            inputs_embeds=embeds,
-            attention_mask=mask,
-            use_cache=True,
-            pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=self.tokenizer.eos_token_id,
-            **generate_kwargs,
-        )
+        return self.generate_with_language_model(inputs_embeds=embeds, attention_mask=mask, **generate_kwargs)
 
-    def export_language_model(self, directory: str | Path) -> Path:
-        """The LLM alone in plain transformers format (LoRA merged), plus the tokenizer."""
-        directory = Path(directory)
-        plain_language_model(self.llm).save_pretrained(directory)
-        self.tokenizer.save_pretrained(directory)
-        return directory
+    def language_model(self) -> nn.Module:
+        return self.llm

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -176,20 +175,11 @@ class VideoOFAModel(VideoFamilyModel):
         """Decoder token ids (B, L_out) from the seq2seq ``generate`` (encoder run once, KV cache on)."""
         embeds, mask = self.encoder_inputs(pixel_values, input_ids, attention_mask, frame_mask)
         encoder_outputs = self.seq2seq.get_encoder()(inputs_embeds=embeds, attention_mask=mask)
-        generate_kwargs.setdefault("max_new_tokens", 16)
-        generate_kwargs.setdefault("do_sample", False)
-        return self.seq2seq.generate(
+        return self.generate_with_language_model(
             encoder_outputs=BaseModelOutput(last_hidden_state=encoder_outputs.last_hidden_state),
             attention_mask=mask,
-            use_cache=True,
-            pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=self.tokenizer.eos_token_id,
             **generate_kwargs,
         )
 
-    def export_language_model(self, directory: str | Path) -> Path:
-        """The seq2seq model alone in plain transformers format, plus the tokenizer."""
-        directory = Path(directory)
-        self.seq2seq.save_pretrained(directory)
-        self.tokenizer.save_pretrained(directory)
-        return directory
+    def language_model(self) -> nn.Module:
+        return self.seq2seq
