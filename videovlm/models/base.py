@@ -8,6 +8,7 @@ tokenizer files (``AutoTokenizer.from_pretrained(folder)`` works on it). No pick
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,7 +28,7 @@ IGNORE_INDEX = -100  # labels with this value are left out of the loss (HF conve
 LORA_PART = "lora"
 
 
-class VideoFamilyModel(nn.Module):
+class VideoFamilyModel(nn.Module, ABC):
     """Base of ``VideoBertModel``, ``VideoOFAModel`` and ``VideoLlamaModel``.
 
     Subclasses set ``MODEL_TYPE``, ``CONFIG_CLASS``, ``PART_NAMES`` (top-level parts for
@@ -72,9 +73,9 @@ class VideoFamilyModel(nn.Module):
                 enable_activation_checkpointing(module)
 
     # -- language side ------------------------------------------------------------------
+    @abstractmethod
     def language_model(self) -> nn.Module:
         """The family's language model (LLM, seq2seq or BERT), as the model holds it."""
-        raise TypeError(f"{type(self).__name__} must define language_model()")
 
     def generate_with_language_model(self, **inputs: Any) -> torch.Tensor:
         """The language model's ``generate`` with KV cache, greedy and 16 new tokens unless
@@ -129,8 +130,9 @@ class VideoFamilyModel(nn.Module):
         model.eval()
         return model
 
+    @abstractmethod
     def saved_config(self) -> Any:
-        raise TypeError(f"{type(self).__name__} must define saved_config()")
+        """A config that rebuilds the model offline (checkpoint names replaced by configs)."""
 
 
 def load_saved_tokenizer(directory: Path):
