@@ -35,6 +35,9 @@ def test_caller_order_and_duplicates(small_h264, backend):
         assert video.metadata.num_frames == 60 and len(video) == 60
         batch = video.get_frames(wanted)
         again = video.get_frames(torch.tensor([5, 3]))  # second request on the same reader, going back
+        # One frame per request, forward through a GOP: each request decodes on its own.
+        for i in range(20, 26):
+            _assert_frames_match(small_h264, video.get_frames([i]), oracle, backend)
     assert batch.frames.shape == (len(wanted), 48, 64, 3) and batch.frames.dtype == torch.uint8
     assert batch.indices == tuple(wanted)
     assert batch.pts == pytest.approx([pts[i] for i in wanted], abs=1e-6)

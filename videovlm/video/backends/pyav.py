@@ -36,8 +36,7 @@ class PyAVDecoder:
         self._position = -1  # index of the last frame the decoder returned (-1: none)
         self._wanted_ticks: set[int] = set()  # pts of the frames the current request wants
         # Skip decoding non-reference frames nobody asked for (nothing depends on them).
-        # Turned off for good if a wanted frame ever fails to come out (e.g. AVI "packed"
-        # B-frames, where a picture's pts is not its packet's).
+        # Turned off for good if a wanted frame ever fails to come out.
         self._skip_unwanted = True
         self.frames_decoded = 0  # decoder output frames since opening (benchmark statistic)
 
@@ -100,12 +99,15 @@ class PyAVDecoder:
             self._frames = self._decode_from(seek)
             self._position = -1
         remaining = self._collect(set(wanted), wanted[-1], out)
-        if remaining:
-            # The seek landed after a wanted frame (a container whose seek index disagrees
-            # with packet timestamps): retry once from the first keyframe of the stream,
-            # decoding every frame.
+        for retry_seek in (seek, index.seek_ticks[0]):
+            if not remaining:
+                break
+            # A wanted frame did not come out: a picture whose pts is not its packet's (so
+            # skipping was wrong), or a seek that landed after it (a container whose seek
+            # index disagrees with packet timestamps). Retry decoding every frame, from the
+            # same keyframe, then from the first one.
             self._skip_unwanted = False
-            self._frames = self._decode_from(index.seek_ticks[0])
+            self._frames = self._decode_from(retry_seek)
             self._position = -1
             remaining = self._collect(remaining, max(remaining), out)
         if remaining:
@@ -119,6 +121,10 @@ class PyAVDecoder:
         if self._container is None:
             raise VideoDecodeError(self._path, "reader is closed")
         seek_ticks = self._index.seek_ticks
+        # Every request starts with a seek: packets already sent for the previous request
+        # were skipped or not by *its* wanted set.
+        self._frames = None
+        self._position = -1
         self._wanted_ticks = {self._index.pts_ticks[i] for i in indices}
         out: dict[int, np.ndarray] = {}
         group: list[int] = []
