@@ -123,6 +123,13 @@ def test_eval_inference_hooks(trained_llama, clips, tmp_path):
     rows = predict_records(model_dir=trained_llama, data=data, task="qa", sampler="uniform:2")
     records = [parse_prediction(row, where=f"row {i}", require_answer=True) for i, row in enumerate(rows)]
     assert [(r.video_id, r.prediction, r.answer) for r in records] == [("blue", "blue", "blue"), ("red", "red", "red")]
+    # videovlm eval --model goes through predict_records (the model's default sampler here).
+    from videovlm.cli import main
+
+    report = tmp_path / "report.json"
+    assert main(["eval", "--task", "qa", "--model", str(trained_llama), "--data", str(data), "--output", str(report)]) == 0
+    assert json.loads(report.read_text())["metrics"]["accuracy"] == 1.0
+    assert report.with_suffix(".predictions.jsonl").is_file()
 
     captions = tmp_path / "captions.csv"
     captions.write_text("videoid,name,video\n" + "".join(f"{c},the video is {c}.,{clips[c]}\n" for c in ("red", "blue")))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 
@@ -104,6 +105,12 @@ def test_cached_training_matches_on_the_fly(tokenizer, videos, tmp_path):
                        processor=model.processor, videos=videos, sampler=parse_sampler(SAMPLER), sampler_spec=SAMPLER)
     assert (again.computed, again.reused) == (0, 27)
     assert sorted(p.name for p in (tmp_path / "cache" / namespace.key).iterdir()) == ["shard-00000.safetensors"]
+    from videovlm.train.feature_cache import video_identity
+
+    hit, _ = cache.lookup(namespace, video_identity(videos[0]), [0, 8])  # opens the shard
+    # DataLoader workers get a copy of the dataset (pickled with spawn): shard handles are not copied.
+    clone = copy.deepcopy(cache)
+    assert clone._open == {} and torch.equal(clone.lookup(namespace, video_identity(videos[0]), [0, 8])[0], hit)
 
     model, (cached,) = use_cached_features(model=model, datasets=[_base_dataset(model, videos)], cache_dir=tmp_path / "cache",
                                            trainable=PARTS, on_miss="error")

@@ -173,6 +173,10 @@ class FeatureCache:
         self._pending: dict[str, list[tuple[str, int, torch.Tensor]]] = {}
         self._open: dict[Path, Any] = {}
 
+    def __getstate__(self) -> dict[str, Any]:
+        # DataLoader workers (spawn) get a copy without open shard handles; they reopen lazily.
+        return {**self.__dict__, "_open": {}}
+
     def _read_index(self) -> dict[str, Any]:
         path = self.directory / INDEX_FILE
         if not path.is_file():
