@@ -1,6 +1,6 @@
 """Training-engine overhead and ZeRO optimizer-state memory.
 
-    python benchmarks/train_overhead.py [--steps 30] [--zero-stages 0 1 2 3] [--json out.json]
+    python benchmarks/train_overhead.py [--steps 30] [--threads 1] [--zero-stages 0 1 2 3] [--json out.json]
 
 1. Steps/s of ``videovlm.train`` (the engine behind ``videovlm train``: DeepSpeed ZeRO-0,
    DataLoader, per-step loss all-reduce, JSONL + TensorBoard metrics) vs a bare PyTorch loop
@@ -9,9 +9,9 @@
    seed. The engine's per-step cost is marginal: two runs of N and 2N steps in one process,
    difference / N, so start-up, the stage-end checkpoint and evaluation cancel out. Both wall
    time and process CPU time are reported (CPU time is robust to other jobs on shared cores).
-2. Per-rank optimizer state (Adam moments, and the fp32 tensors the optimizer updates) after
-   one step of the same model with every parameter trainable, ZeRO-0/1/2/3 on 2 processes
-   (torchrun, gloo).
+2. Per-rank optimizer state (the Adam moments held by the rank's optimizer) after
+   one step of the tiny Llama (the Video-LLaMA preset's LLM, every parameter trainable),
+   ZeRO-0/1/2/3 on 2 processes (torchrun, gloo).
 """
 
 from __future__ import annotations
@@ -138,32 +138,33 @@ def _innermost_optimizer(optimizer):
 
 def memory_worker(zero_stage: int, tokenizer_dir: Path) -> None:
     import deepspeed
+    from transformers import AutoTokenizer
 
-    from videovlm.models.presets import tiny_videollama
-    from videovlm.train.config import StageConfig, StageData, DeepSpeedConfig
+    from videovlm.train.backbones import build_text_backbone
+    from videovlm.train.config import DeepSpeedConfig, StageConfig, StageData
     from videovlm.train.data import PadCollator
     from videovlm.train.deepspeed_config import build_deepspeed_config
     from videovlm.train.distributed import init_distributed
 
     dist = init_distributed()
     torch.manual_seed(0)
-    model = tiny_videollama(tokenizer=str(tokenizer_dir))  # every parameter trainable
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    model = build_text_backbone(tokenizer, objective="causal")  # the tiny Llama, every parameter trainable
+    total = sum(p.numel() for p in model.parameters())
     stage = StageConfig(name="memory", steps=1, lr=1e-4, data=StageData(train=[]), micro_batch_size=2)
     ds_config = build_deepspeed_config(DeepSpeedConfig(zero_stage=zero_stage), stage, world_size=dist.world_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config, dist_init_required=False)
-    items = make_items(model.processor, count=2, seed=dist.rank)
-    batch = PadCollator({"input_ids": model.processor.tokenizer.pad_token_id})(items).inputs
+    items = [model.processor(text, torch.Generator().manual_seed(i)) for i, text in enumerate(SENTENCES[2 * dist.rank : 2 * dist.rank + 2])]
+    batch = PadCollator({"input_ids": tokenizer.pad_token_id})(items).inputs
     engine.backward(engine(**batch).loss)
     engine.step()
     inner = _innermost_optimizer(engine.optimizer)
     moments = sum(t.numel() * t.element_size() for state in inner.state.values() for t in state.values() if torch.is_tensor(t) and t.ndim > 0)
-    updated = sum(p.numel() * p.element_size() for group in inner.param_groups for p in group["params"])
-    report = {"rank": dist.rank, "adam_moments_mb": moments / 2**20, "optimizer_params_mb": updated / 2**20}
+    report = {"rank": dist.rank, "adam_moments_mb": moments / 2**20}
     gathered = [None] * dist.world_size
     torch.distributed.all_gather_object(gathered, report)
     if dist.is_main:
-        total = sum(p.numel() for p in model.parameters()) if zero_stage < 3 else sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
         print("MEMORY " + json.dumps({"zero_stage": zero_stage, "parameters": total, "ranks": gathered}))
 
 
@@ -189,11 +190,12 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=30, help="timed steps (the engine runs N and 2N)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--zero-stages", type=int, nargs="*", default=[0, 1, 2, 3])
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process (1: CPU time comparable on shared cores)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--memory-worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--tokenizer", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    torch.set_num_threads(args.threads)
     if args.memory_worker is not None:
         memory_worker(args.memory_worker, args.tokenizer)
         return 0
