@@ -249,7 +249,7 @@ class VideoBertModel(VideoFamilyModel):
         frame_mask = check_video_inputs(pixel_values, frame_mask, max_frames=self.config.max_frames)
         words = self.visual_word_ids(pixel_values)  # (B, T)
         items = [self.processor.fill(t, c, where=f"templates[{b}]") for b, t in enumerate(templates) for c in candidates]
-        batch = self.processor.collate(items)
+        batch = {k: v.to(words.device) for k, v in self.processor.collate(items).items()}
         c = len(candidates)
         rows_words = words.repeat_interleave(c, 0)
         rows_mask = frame_mask.repeat_interleave(c, 0)
