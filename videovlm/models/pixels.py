@@ -89,8 +89,8 @@ def frames_to_pixel_values(frames: torch.Tensor, config: PixelConfig) -> torch.T
     batch = frames.shape[0]
     x = rearrange(frames, "b t h w c -> (b t) c h w").float() / 255.0  # (B*T, 3, H, W)
     x = _resize(x, config)
-    mean = torch.tensor(config.mean, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(config.std, dtype=x.dtype).view(1, 3, 1, 1)
+    mean = torch.tensor(config.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(config.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     x = (x - mean) / std
     return rearrange(x, "(b t) c h w -> b t c h w", b=batch)  # (B, T, 3, S, S)
 
