@@ -141,8 +141,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply ``a.b=3`` / ``stages.0.steps=10`` overrides (values parsed with yaml.safe_load).
 
-    Intermediate keys must exist (a typo is an error, not a new branch); the last key may be
-    new, so optional fields can be set. List items are addressed by index.
+    A missing intermediate mapping is created (``deepspeed.zero_stage=3`` on a recipe that
+    leaves ``deepspeed`` at its defaults); a misspelt key still fails, at validation, as an
+    unknown key with its path. List items are addressed by index and must exist.
     """
     for override in overrides:
         key, sep, raw_value = override.partition("=")
@@ -167,10 +168,8 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
             elif isinstance(node, dict):
                 if last:
                     node[part] = value
-                elif part not in node:
-                    raise ConfigError([f"override {override!r}: {where}: no such key (have {sorted(node)})"])
                 else:
-                    node = node[part]
+                    node = node.setdefault(part, {})
             else:
                 raise ConfigError([f"override {override!r}: {where}: cannot index into a {type(node).__name__}"])
     return data
