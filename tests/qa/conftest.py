@@ -48,13 +48,23 @@ def micro_language(kind: str, tokenizer):
     return LanguageModelConfig(kind=kind, hf_config=hf.to_dict())
 
 
-def build_micro(family: str, tokenizer):
-    from videovlm.models import VideoBertConfig, VideoBertModel, VideoLlamaConfig, VideoLlamaModel, VideoOFAConfig, VideoOFAModel
+def build_micro(family: str, tokenizer, *, image_qformer: bool = False):
+    """A micro model of ``family``; ``image_qformer``: Video-LLaMA with a 1-layer, 2-query BLIP-2 Q-Former per frame."""
+    from videovlm.models import (
+        ImageQFormerConfig,
+        VideoBertConfig,
+        VideoBertModel,
+        VideoLlamaConfig,
+        VideoLlamaModel,
+        VideoOFAConfig,
+        VideoOFAModel,
+    )
 
     torch.manual_seed(0)
     if family == "videollama":
         temporal = {"_component_": "videovlm.models.temporal.VideoQFormer", "num_queries": 2, "max_frames": 4, "num_layers": 1, "num_heads": 2}
-        config = VideoLlamaConfig(vision=micro_vision(), llm=micro_language("causal", tokenizer), temporal=temporal, max_frames=4)
+        qformer = ImageQFormerConfig(num_queries=2, hidden_size=64, num_layers=1, num_heads=2, intermediate_size=128) if image_qformer else None
+        config = VideoLlamaConfig(vision=micro_vision(), llm=micro_language("causal", tokenizer), temporal=temporal, image_qformer=qformer, max_frames=4)
         return VideoLlamaModel(config, tokenizer=tokenizer)
     if family == "videoofa":
         config = VideoOFAConfig(vision=micro_vision(), seq2seq=micro_language("seq2seq", tokenizer), max_frames=4)

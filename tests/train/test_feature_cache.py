@@ -51,10 +51,10 @@ def _records(videos):
     return [VideoQA(video_id=p.stem, video=p, question="what is in the video?", answer=a, type="what") for p, a in zip(videos, answers)]
 
 
-def _model(tokenizer):
+def _model(tokenizer, *, image_qformer: bool = False):
     from videovlm.models import set_trainable
 
-    model = build_micro("videollama", tokenizer)
+    model = build_micro("videollama", tokenizer, image_qformer=image_qformer)
     set_trainable(model, PARTS)
     return model
 
@@ -163,6 +163,26 @@ def test_stale_and_missing_entries_are_never_used(tokenizer, videos, tmp_path):
     with pytest.raises(FeatureCacheError, match="file changed"):
         strict[(0, 0)]
     os.utime(videos[0], ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_frozen_image_qformer_is_cached_too(tokenizer, videos, tmp_path):
+    from videovlm.train.data import PadCollator
+
+    online = _model(tokenizer, image_qformer=True)
+    model, (cached,) = use_cached_features(model=_model(tokenizer, image_qformer=True), datasets=[_base_dataset(online, videos)],
+                                           cache_dir=tmp_path, trainable=PARTS, on_miss="compute")
+    assert model.cached_parts == ("vision", "image_qformer")
+    item = cached[(0, 1)]
+    assert item["frame_features"].shape == (3, 2, 64)  # (T, Q, D): the image Q-Former's queries per frame
+    collate = PadCollator({"input_ids": tokenizer.pad_token_id})
+    with torch.no_grad():
+        from_cache = model(**collate([item]).inputs).loss
+        on_the_fly = online.eval()(**collate([_base_dataset(online, videos)[(0, 1)]]).inputs).loss
+    torch.testing.assert_close(from_cache, on_the_fly, rtol=1e-4, atol=1e-5)
+    # The image Q-Former is trained: only the vision tower's output can be cached.
+    _, (partial,) = use_cached_features(model=_model(tokenizer, image_qformer=True), datasets=[_base_dataset(online, videos)],
+                                        cache_dir=tmp_path, trainable=[*PARTS, "image_qformer"], on_miss="compute")
+    assert partial[(0, 1)]["frame_features"].shape == (3, 5, 64)
 
 
 def test_cache_refuses_a_trained_vision_tower(tokenizer, tmp_path):
