@@ -122,6 +122,21 @@ def test_save_load_bit_identical(model, batch, tmp_path):
     assert torch.equal(item["input_ids"], model.processor(qa("what colour is the circle?", "red"))["input_ids"])
 
 
+def test_save_parameters_that_are_views_of_one_buffer(tokenizer, batch, tmp_path):
+    """DeepSpeed ZeRO-1/2 lays the trainable parameters out as views of one flat buffer."""
+    torch.manual_seed(0)
+    flat_model = tiny_videollama(tokenizer=tokenizer).eval()
+    params = list(flat_model.projector.parameters())
+    flat = torch.cat([p.detach().flatten() for p in params])
+    offset = 0
+    for p in params:
+        p.data = flat[offset : offset + p.numel()].view_as(p)
+        offset += p.numel()
+    flat_model.save_pretrained(tmp_path)
+    with torch.no_grad():
+        assert torch.equal(load_pretrained(tmp_path)(**batch).logits, flat_model(**batch).logits)
+
+
 def test_generate_matches_forward_with_kv_cache(model, frames):
     p = model.processor
     prompts = p.collate([p.prompt("what colour is the circle?", frames=frames[:5]), p.prompt("which way?", frames=frames)], padding_side="left")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_model, save_file
 from torch import nn
 from transformers import AutoTokenizer, PreTrainedModel
 from transformers.utils import logging as hf_logging
@@ -103,7 +103,7 @@ class VideoFamilyModel(nn.Module, ABC):
         directory.mkdir(parents=True, exist_ok=True)
         config = config_to_dict(self.saved_config())
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        save_model(self, str(directory / WEIGHTS_FILE))
+        save_file(unshared_state_dict(self), str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
         self.tokenizer.save_pretrained(directory)
         return directory
 
@@ -133,6 +133,23 @@ class VideoFamilyModel(nn.Module, ABC):
     @abstractmethod
     def saved_config(self) -> Any:
         """A config that rebuilds the model offline (checkpoint names replaced by configs)."""
+
+
+def unshared_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict as standalone tensors, each shared (tied) tensor stored once.
+
+    ``safetensors.torch.save_model`` refuses parameters that are views into a larger buffer,
+    which is how DeepSpeed ZeRO-1/2 lays out trainable parameters (one flat buffer per
+    group). Tied weights are the same tensor (same address, shape and strides): of each such
+    group the first name in sorted order is kept, the choice ``load_model`` expects."""
+    state = model.state_dict()
+    kept: dict[tuple, str] = {}
+    for name in sorted(state):
+        tensor = state[name]
+        identity = (tensor.device, tensor.data_ptr(), tuple(tensor.shape), tensor.stride(), tensor.dtype)
+        kept.setdefault(identity, name)
+    names = set(kept.values())
+    return {name: state[name].detach().contiguous().clone() for name in sorted(names)}
 
 
 def load_saved_tokenizer(directory: Path):
