@@ -334,7 +334,7 @@ class _StageLoop:
         self.engine.train()
         trainable_parts_in_eval(self.engine.module, stage.trainable)
         for step in range(start_step, stage.steps):
-            began = time.perf_counter()
+            began, cpu_began = time.perf_counter(), time.process_time()
             totals = torch.zeros(4, dtype=torch.float64)  # loss x items, items, skipped, seen
             for _ in range(stage.gradient_accumulation_steps):
                 totals += self._micro_step(next(data))
@@ -342,11 +342,11 @@ class _StageLoop:
             self.skipped_total += int(totals[2])
             self.seen_total += int(totals[3])
             self._check_skips(final=step + 1 == stage.steps)
-            elapsed = time.perf_counter() - began
+            elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu_began
             loss = float(totals[0] / totals[1]) if totals[1] > 0 else float("nan")
             done = step + 1
             if done % config.log_every == 0 or done == stage.steps:
-                self.metrics.log(self._record(done, loss, totals, elapsed))
+                self.metrics.log(self._record(done, loss, totals, elapsed, cpu))
             bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{float(totals[1]) / elapsed:.1f}")
             bar.update(1)
             if (config.checkpoint_every and done % config.checkpoint_every == 0) or done == stage.steps:
@@ -402,7 +402,7 @@ class _StageLoop:
                 f"{config.max_skip_fraction}; the list is in {self.stage_dir}/skipped_rank*.jsonl"
             )
 
-    def _record(self, step: int, loss: float, totals: torch.Tensor, elapsed: float) -> dict[str, Any]:
+    def _record(self, step: int, loss: float, totals: torch.Tensor, elapsed: float, cpu: float) -> dict[str, Any]:
         record: dict[str, Any] = {"step": step, "loss": loss, "lr": self.engine.get_lr()[0]}
         grad_norm = self.engine.get_global_grad_norm()
         if isinstance(grad_norm, (int, float)) or (isinstance(grad_norm, torch.Tensor) and grad_norm.numel() == 1):
@@ -410,6 +410,8 @@ class _StageLoop:
         record.update({
             "items": int(totals[1]),
             "samples_per_s": float(totals[1]) / elapsed,
+            "step_s": elapsed,  # wall time of the step: data, forward/backward, optimizer, loss all-reduce
+            "step_cpu_s": cpu,  # CPU time of this process in that step (robust to other jobs on shared cores)
             "skipped_total": self.skipped_total,
             "seen_total": self.seen_total,
             **self.batches.position(step - 1),  # where this step read its batch
