@@ -57,6 +57,7 @@ def test_two_stage_run_outputs(reference):
     assert {p.suffix for p in ours} == {".safetensors", ".json", ".jsonl", ".png"}
     state = json.loads((reference / "first" / "checkpoint-6" / "trainer_state.json").read_text())
     assert state["step"] == 6 and state["world_size"] == 1 and state["data_position"] == {"epoch": 1, "batch_in_epoch": 2}
+    assert state["loss_history"] == [[s, loss] for s, loss, _ in losses(reference, "first") if loss is not None]
 
 
 def test_stages_switch_trainable_parts_and_hand_on_weights(reference):

@@ -43,7 +43,7 @@ from videovlm.train.deepspeed_config import build_deepspeed_config
 from videovlm.train.feature_cache_cli import apply_feature_cache
 from videovlm.train.distributed import DistInfo, barrier, init_distributed
 from videovlm.train.instantiate import DEFAULT_ALLOWED_PACKAGES, instantiate, resolve_component
-from videovlm.train.metrics import MetricsLogger, plot_loss_curve
+from videovlm.train.metrics import MetricsLogger, plot_loss_curve, read_metrics
 from videovlm.train.parts import apply_trainable_parts, model_processor, trainable_parts_in_eval
 
 log = logging.getLogger("videovlm.train")
@@ -418,6 +418,12 @@ class _StageLoop:
         })
         return record
 
+    def _loss_history(self) -> list[list[float]]:
+        """(step, loss) so far; rank 0 writes trainer_state.json and holds the metrics file."""
+        if not self.dist.is_main:
+            return []
+        return [[r["step"], r["loss"]] for r in read_metrics(self.metrics.path) if "loss" in r]
+
     def _checkpoint(self, step: int) -> None:
         trainer_state = {
             "stage": self.stage.name,
@@ -428,5 +434,6 @@ class _StageLoop:
             "data_position": self.batches.position(step),
             "data_seed": self.batches.seed,
             "global_batch": self.batches.global_batch,
+            "loss_history": self._loss_history(),
         }
         save_checkpoint(self.engine, stage_dir=self.stage_dir, step=step, trainer_state=trainer_state, dist=self.dist, keep_last=self.trainer.config.keep_last)
