@@ -1,0 +1,62 @@
+"""`videovlm quickstart`: path relocation, override parsing, and a micro end-to-end run whose
+second run reuses every step (one step per training stage, 6/3/3 videos)."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from videovlm.quickstart import MARKER, QuickstartError, add_arguments, parse_overrides, relocate, run
+
+
+def test_relocate_moves_data_and_runs_paths_only():
+    recipe = {
+        "output_dir": "runs/videollama/tiny",
+        "model": {"llm": "runs/backbones/llm/text/final", "hub": "lmsys/vicuna-7b-v1.5"},
+        "stages": [{"data": {"train": [{"path": "data/synth/train/qa.json"}, {"path": "data/synthetic/x.csv"}]}}],
+    }
+    out = relocate(recipe, data_dir=Path("/q/data"), runs_dir=Path("/q/runs"))
+    assert out["output_dir"] == "/q/runs/videollama/tiny"
+    assert out["model"] == {"llm": "/q/runs/backbones/llm/text/final", "hub": "lmsys/vicuna-7b-v1.5"}
+    assert [d["path"] for d in out["stages"][0]["data"]["train"]] == ["/q/data/train/qa.json", "data/synthetic/x.csv"]
+
+
+def test_overrides_name_their_recipe():
+    assert parse_overrides(["llm:stages.0.steps=5", "llm:seed=1"]) == {"llm": ["stages.0.steps=5", "seed=1"]}
+    with pytest.raises(QuickstartError, match="RECIPE:key=value"):
+        parse_overrides(["nope:stages.0.steps=5"])
+    with pytest.raises(QuickstartError, match="RECIPE:key=value"):
+        parse_overrides(["llm:stages.0.steps"])
+
+
+def quickstart_args(output: Path) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    micro = ["tensorboard=false", "progress_bar=false", "checkpoint_every=0"]
+    overrides = [f"{name}:{o}" for name in ("vision", "llm", "videollama") for o in micro]
+    overrides += [f"{name}:stages.0.{key}" for name in ("vision", "llm") for key in ("steps=1", "micro_batch_size=2", "warmup_steps=0", "eval_max_batches=1")]
+    overrides += [f"videollama:stages.{i}.{key}" for i in (0, 1) for key in ("steps=1", "micro_batch_size=2", "warmup_steps=0", "eval_max_batches=1")]
+    argv = ["--output", str(output), "--train-videos", "6", "--eval-videos", "3", "--workers", "1"]
+    return parser.parse_args(argv + [f"--override={o}" for o in overrides])
+
+
+def test_micro_quickstart_runs_then_reuses_every_step(tmp_path, mini_data, capsys):
+    output = tmp_path / "qs"
+    # The data step is the generator of the fixture's set (same arguments): reuse it.
+    shutil.copytree(mini_data, output / "data")
+    (output / "data" / MARKER).write_text("{}\n")
+    assert run(quickstart_args(output)) == 0
+    first = capsys.readouterr().out
+    for step in ("[1/6] data", "[2/6] vision", "[3/6] llm", "[4/6] videollama", "[5/6] answer", "[6/6] eval"):
+        assert step in first
+    assert "answer:" in first and "test accuracy per question type" in first and "direction" in first
+    assert (output / "eval" / "test_accuracy.json").is_file()
+    started = time.monotonic()
+    assert run(quickstart_args(output)) == 0
+    second = capsys.readouterr().out
+    assert second.count("done before, reusing") == 5  # data, vision, llm, videollama, eval
+    assert time.monotonic() - started < 30

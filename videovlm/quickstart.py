@@ -1,0 +1,225 @@
+"""``videovlm quickstart``: synthetic data -> tiny backbones -> tiny Video-LLaMA -> one answer
+and the test accuracy per question type.
+
+Steps (each prints a ``[i/6]`` line, then its own progress bar):
+
+1. ``data``: the synthetic data set (``videovlm data synth``), 2000/200/200 videos;
+2. ``vision``: CLIP-style contrastive pretraining of the tiny vision tower (``recipes/backbones/clip.yaml``);
+3. ``llm``: text pretraining of the tiny Llama (``recipes/backbones/llm.yaml``);
+4. ``videollama``: the tiny Video-LLaMA recipe (``recipes/videollama/tiny.yaml``), both stages;
+5. ``answer``: one question about one test video (``videovlm.qa.VideoQA``);
+6. ``eval``: every test question, exact-match accuracy per type (``videovlm.eval``).
+
+Everything goes under ``--output`` (default ``./videovlm_quickstart``). A step whose output is
+complete (its marker file, written last) is skipped, so a second run is fast and an
+interrupted run resumes: training steps run with ``resume=true`` and continue from their
+newest checkpoint. The recipes are read from the repository's ``recipes/`` folder with their
+``data/synth`` and ``runs/`` paths moved under ``--output``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import videovlm
+
+DEFAULT_OUTPUT = Path("videovlm_quickstart")
+MARKER = ".quickstart-complete"  # written last in a step's folder: the step is done
+# Paths the recipes use relative to the repository root, and where the quickstart puts them.
+DATA_PREFIX = "data/synth"
+RUNS_PREFIX = "runs/"
+STEP_COUNT = 6
+
+
+class QuickstartError(RuntimeError):
+    """A step cannot run (missing recipes folder, failed training); the message says which."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help=f"working folder (default: ./{DEFAULT_OUTPUT})")
+    parser.add_argument(
+        "--recipes", type=Path, default=None, help="recipes folder (default: the repository's recipes/ next to the package)"
+    )
+    parser.add_argument("--train-videos", type=int, default=2000, help="synthetic training videos (default 2000)")
+    parser.add_argument("--eval-videos", type=int, default=200, help="synthetic val and test videos each (default 200)")
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="RECIPE:key=value",
+        help="override a recipe value, e.g. videollama:stages.1.steps=100 or llm:stages.0.steps=50 (repeatable)",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="processes for the data generation (default 2)")
+
+
+def default_recipes_dir() -> Path:
+    return Path(videovlm.__file__).resolve().parent.parent / "recipes"
+
+
+def relocate(value: Any, *, data_dir: Path, runs_dir: Path) -> Any:
+    """A recipe's values with ``data/synth...`` and ``runs/...`` strings moved under the output."""
+    if isinstance(value, dict):
+        return {k: relocate(v, data_dir=data_dir, runs_dir=runs_dir) for k, v in value.items()}
+    if isinstance(value, list):
+        return [relocate(v, data_dir=data_dir, runs_dir=runs_dir) for v in value]
+    if isinstance(value, str):
+        if value == DATA_PREFIX or value.startswith(DATA_PREFIX + "/"):
+            return str(data_dir) + value[len(DATA_PREFIX) :]
+        if value.startswith(RUNS_PREFIX):
+            return str(runs_dir / value[len(RUNS_PREFIX) :])
+    return value
+
+
+def parse_overrides(items: list[str]) -> dict[str, list[str]]:
+    """``RECIPE:key=value`` strings -> {recipe: [key=value, ...]}."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        name, sep, override = item.partition(":")
+        if not sep or "=" not in override or name not in TRAIN_STEPS:
+            raise QuickstartError(f"--override {item!r}: expected RECIPE:key=value with RECIPE one of {', '.join(TRAIN_STEPS)}")
+        out.setdefault(name, []).append(override)
+    return out
+
+
+# step name -> recipe file under recipes/ (the three training steps)
+TRAIN_STEPS = {"vision": "backbones/clip.yaml", "llm": "backbones/llm.yaml", "videollama": "videollama/tiny.yaml"}
+
+
+class Quickstart:
+    def __init__(self, args: argparse.Namespace):
+        self.output = args.output.resolve()
+        self.recipes = (args.recipes or default_recipes_dir()).resolve()
+        self.data_dir = self.output / "data"
+        self.runs_dir = self.output / "runs"
+        self.args = args
+        self.overrides = parse_overrides(args.override)
+        self.step_index = 0
+
+    def announce(self, name: str, text: str) -> None:
+        self.step_index += 1
+        print(f"[{self.step_index}/{STEP_COUNT}] {name}: {text}", flush=True)
+
+    def run_step(self, name: str, text: str, marker: Path, work: Callable[[], None]) -> None:
+        self.announce(name, text)
+        if marker.is_file():
+            print(f"      done before, reusing {marker.parent}", flush=True)
+            return
+        started = time.monotonic()
+        work()
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"step": name, "seconds": round(time.monotonic() - started, 1)}) + "\n")
+        print(f"      finished in {time.monotonic() - started:.0f} s", flush=True)
+
+    # -- steps --------------------------------------------------------------------------
+    def make_data(self) -> None:
+        from videovlm.data.synthetic import generate
+
+        n_eval = self.args.eval_videos
+        # A folder without the marker is a run that stopped midway: start it again (about a minute).
+        generate(
+            self.data_dir,
+            train=self.args.train_videos,
+            val=n_eval,
+            test=n_eval,
+            workers=self.args.workers,
+            overwrite=True,
+            progress=True,
+        )
+
+    def train(self, name: str) -> Path:
+        """Run one recipe (resuming it) and return the final folder of its last stage."""
+        from videovlm.train.config import ConfigError, apply_overrides, load_yaml, validate
+        from videovlm.train.engine import Trainer
+
+        recipe = self.recipes / TRAIN_STEPS[name]
+        if not recipe.is_file():
+            raise QuickstartError(
+                f"{recipe}: recipe not found; the quickstart reads the repository's recipes/ folder "
+                "(install with `pip install -e .` from a checkout, or pass --recipes)"
+            )
+        data = relocate(load_yaml(recipe), data_dir=self.data_dir, runs_dir=self.runs_dir)
+        data = apply_overrides(data, [*self.overrides.get(name, []), "resume=true"])
+        try:
+            config = validate(data, source=str(recipe))
+        except ConfigError as error:
+            raise QuickstartError(f"{name}: {error}") from error
+        results = Trainer(config).run()
+        return results[-1].final_dir
+
+    def final_dir(self, name: str) -> Path:
+        from videovlm.train.config import load_yaml
+
+        data = relocate(load_yaml(self.recipes / TRAIN_STEPS[name]), data_dir=self.data_dir, runs_dir=self.runs_dir)
+        return Path(data["output_dir"]) / data["stages"][-1]["name"] / "final"
+
+    def answer_one(self, model_dir: Path) -> None:
+        from videovlm.data.formats import read_qa_json
+        from videovlm.qa import VideoQA
+
+        record = next(r for r in read_qa_json(self.data_dir / "test" / "qa.json") if r.type == "direction")
+        vqa = VideoQA.from_pretrained(model_dir)
+        answer = vqa.qa(record.video, record.question)
+        print(f"      video:    {record.video}", flush=True)
+        print(f"      question: {record.question}", flush=True)
+        print(f"      answer:   {answer}   (truth: {record.answer})", flush=True)
+
+    def evaluate(self, model_dir: Path) -> dict:
+        from videovlm.eval.records import read_predictions_jsonl
+        from videovlm.eval.tasks import evaluate_qa
+        from videovlm.qa import VideoQA
+        from videovlm.qa.batch import write_predictions
+
+        predictions = self.output / "eval" / "test_predictions.jsonl"
+        vqa = VideoQA.from_pretrained(model_dir)
+        write_predictions(vqa, self.data_dir / "test" / "qa.json", predictions, task="qa", progress=True)
+        result = evaluate_qa(read_predictions_jsonl(predictions, require_answer=True))
+        report = {"model": str(model_dir), "metrics": result.metrics, "per_type": result.per_type}
+        (self.output / "eval" / "test_accuracy.json").write_text(json.dumps(report, indent=1) + "\n")
+        return report
+
+    def run(self) -> int:
+        print(f"videovlm quickstart: working folder {self.output}", flush=True)
+        self.run_step("data", f"synthetic videos -> {self.data_dir}", self.data_dir / MARKER, self.make_data)
+        for name, text in (
+            ("vision", "contrastive pretraining of the tiny vision tower"),
+            ("llm", "text pretraining of the tiny Llama"),
+            ("videollama", "tiny Video-LLaMA: stage 1 captions, stage 2 instructions"),
+        ):
+            final = self.final_dir(name)
+            self.run_step(name, f"{text} -> {final}", final.parent.parent / MARKER, lambda name=name: self.train(name))
+        model_dir = self.final_dir("videollama")
+        self.announce("answer", "one question about one test video")
+        self.answer_one(model_dir)
+        report_path = self.output / "eval" / "test_accuracy.json"
+        self.run_step("eval", "every test question, exact match per type", self.output / "eval" / MARKER, lambda: self.evaluate(model_dir))
+        print_accuracy(json.loads(report_path.read_text()))
+        return 0
+
+
+def print_accuracy(report: dict) -> None:
+    from videovlm.data.synthetic import TEMPORAL_QUESTION_TYPES
+
+    print("\ntest accuracy per question type (exact match):")
+    print(f"  {'type':<10} {'accuracy':>8}  {'correct':>7} / total")
+    for name, row in report["per_type"].items():
+        kind = " (temporal)" if name in TEMPORAL_QUESTION_TYPES else ""
+        print(f"  {name:<10} {100 * row['accuracy']:7.1f}%  {row['correct']:>7} / {row['total']}{kind}")
+    for key in ("accuracy/static", "accuracy/temporal", "accuracy"):
+        if key in report["metrics"]:
+            label = key.split("/")[-1] if "/" in key else "overall"
+            print(f"  {label:<10} {100 * report['metrics'][key]:7.1f}%")
+    print(f"model: {report['model']}")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return Quickstart(args).run()
+    except QuickstartError as error:
+        print(f"videovlm quickstart: {error}", file=sys.stderr)
+        return 2
