@@ -27,7 +27,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from einops import rearrange
@@ -42,9 +42,13 @@ class TemporalInputError(ValueError):
     """Frame tokens or frame mask given to a temporal encoder have the wrong shape or content."""
 
 
-@dataclass
-class VideoTokens:
-    """What a temporal encoder returns."""
+class VideoTokens(NamedTuple):
+    """What a temporal encoder returns.
+
+    A NamedTuple rather than a dataclass because DeepSpeed ZeRO-3 finds the tensors a module
+    returns only inside tuples, lists and dicts; behind an unknown type its backward hooks
+    never fire and gradients meet still-partitioned (empty) parameters.
+    """
 
     tokens: Tensor  # (B, M, D_out)
     mask: Tensor  # (B, M) bool, False for tokens that come only from padded frames
