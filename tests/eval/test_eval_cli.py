@@ -120,16 +120,6 @@ def test_bad_inputs_give_clear_errors(tmp_path, capsys):
     assert not (tmp_path / "r.json").exists()
 
 
-def test_model_without_inference_api_says_so(tmp_path, capsys):
-    import videovlm.qa
-
-    if hasattr(videovlm.qa, "predict_records"):
-        pytest.skip("videovlm.qa provides inference in this build")
-    assert main(["eval", "--task", "qa", "--model", str(tmp_path), "--data", str(tmp_path / "qa.json")]) == 2
-    err = capsys.readouterr().err
-    assert "videovlm.qa has no predict_records()" in err and "--predictions" in err
-
-
 def test_caption_clipscore_with_a_saved_tiny_clip(tmp_path, synthetic_test_split):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, PreTrainedTokenizerFast

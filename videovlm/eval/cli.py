@@ -16,7 +16,6 @@ to the report so that the numbers can be recomputed without the model.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 
@@ -63,25 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", type=Path, default=Path("report.json"), help="report JSON path; .md and .png are written beside it")
 
 
-def _inference_function(name: str):
-    try:
-        module = importlib.import_module("videovlm.qa")
-    except ImportError as e:
-        module, reason = None, f"videovlm.qa cannot be imported ({e})"
-    function = getattr(module, name, None)
-    if function is None:
-        reason = reason if module is None else f"videovlm.qa has no {name}()"
-        raise EvalInputError(
-            f"--model needs model inference, which this build does not provide: {reason}. "
-            "Write predictions with `videovlm qa` and pass --predictions instead."
-        )
-    return function
-
-
 def _model_predictions(args: argparse.Namespace, *, require_answer: bool) -> list[PredictionRecord]:
     if args.data is None:
         raise EvalInputError("--model needs --data (the questions or videos to run the model on)")
-    rows = _inference_function("predict_records")(model_dir=args.model, data=args.data, task=args.task)
+    from videovlm.qa import predict_records  # imported here: it loads torch models
+
+    rows = predict_records(model_dir=args.model, data=args.data, task=args.task)
     records = [
         parse_prediction(row, where=f"model output item {i}", require_answer=require_answer) for i, row in enumerate(rows)
     ]
@@ -144,7 +130,9 @@ def _retrieval_inputs(args: argparse.Namespace):
         raise EvalInputError("--task retrieval needs --scores FILE or --model DIR --data PATH")
     if args.data is None:
         raise EvalInputError("--model needs --data (the captions and videos to match)")
-    return _inference_function("retrieval_scores")(model_dir=args.model, data=args.data)
+    from videovlm.qa import retrieval_scores
+
+    return retrieval_scores(model_dir=args.model, data=args.data)
 
 
 def _evaluate(args: argparse.Namespace) -> tuple[TaskResult, int, int]:
