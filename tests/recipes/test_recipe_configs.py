@@ -18,6 +18,7 @@ LOCAL_FILE = {
     "VideoTextMatchingDataset": "train/captions.csv",
     "FrameOrderDataset": "train/captions.csv",
     "ImageCaptionDataset": "train/image_captions.json",
+    "ImageQADataset": "train/image_captions.json",
     "InstructionDataset": "train/instructions.json",
     "VideoQADataset": "train/qa.json",
 }

@@ -1,4 +1,5 @@
-"""VideoOFA stage-2 tasks as dataset components: video-text matching and frame-order modelling.
+"""VideoOFA's own dataset components: stage 2 video-text matching and frame-order modelling,
+and stage 1 image QA on the synthetic images.
 
 Both read a WebVid captions CSV and turn each video into one yes/no instruction item with
 ``VideoOFAProcessor``: matching pairs the video with its own caption (``yes``) or with another
@@ -10,12 +11,14 @@ are exact and the positives and negatives stay balanced in expectation.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from videovlm.train.data import ItemKey, SkippedItem, item_generator
-from videovlm.train.datasets import VideoCaptionDataset
+from videovlm.data.formats import Conversation, Turn
+from videovlm.train.data import ItemKey, MediaTextDataset, SkippedItem, item_generator
+from videovlm.train.datasets import VideoCaptionDataset, record_media
 
 
 class _YesNoVideoTask(VideoCaptionDataset):
@@ -62,3 +65,56 @@ class FrameOrderDataset(_YesNoVideoTask):
     def _task_item(self, record, frames, valid, *, positive, other):
         item = self.processor.frame_order(frames, reverse=not positive)
         return {**item, "frame_mask": valid if positive else valid.flip(0)}
+
+
+# --------------------------------------------------------------------------------------
+# Stage 1: image QA as instructions
+
+
+def image_qa_records(image_captions: Path, annotations: Path | None = None) -> list[Conversation]:
+    """Questions about each synthetic image, answered from the ground truth of its frame.
+
+    The image ``<video_id>_fNN.jpg`` is frame NN of the video; ``annotations.jsonl`` (default:
+    beside ``image_captions``) says which objects are visible there and their colour at that
+    frame. Per image: the colour of each visible object, the shape of each, and how many are
+    visible. Each question is a one-turn image conversation (``<image> question`` -> answer)."""
+    from videovlm.data.formats import DataFormatError, read_annotations_jsonl, read_image_captions_json
+    from videovlm.data.synthetic.vocabulary import NUMBER_WORDS
+
+    image_captions = Path(image_captions)
+    annotations = Path(annotations) if annotations is not None else image_captions.parent / "annotations.jsonl"
+    truth = {a.video_id: a for a in read_annotations_jsonl(annotations, check_files=False)}
+    records = []
+    for image in read_image_captions_json(image_captions, check_files=False):
+        video_id, sep, frame_text = image.id.rpartition("_f")
+        if not sep or not frame_text.isdigit() or video_id not in truth:
+            raise DataFormatError(image_captions, f"item {image.id}", "id", f"expected <video_id>_fNN of a video in {annotations}")
+        frame = int(frame_text)
+        visible = [o for o in truth[video_id].objects if o.positions[frame] is not None]
+        pairs = []
+        for obj in visible:
+            colour = obj.color_after if obj.change_frame is not None and frame >= obj.change_frame else obj.color
+            pairs += [(f"what colour is the {obj.shape}?", colour), (f"what shape is the {colour} object?", obj.shape)]
+        if 1 <= len(visible) <= len(NUMBER_WORDS):
+            pairs.append(("how many objects are in the image?", NUMBER_WORDS[len(visible) - 1]))
+        for i, (question, answer) in enumerate(pairs):
+            turns = (Turn("human", f"<image> {question}"), Turn("gpt", answer))
+            records.append(Conversation(id=f"{image.id}_q{i}", media=image.image, media_kind="image", turns=turns))
+    return records
+
+
+class ImageQADataset(MediaTextDataset):
+    """Image QA instructions (``image_qa_records``) for the engine: ``path`` is a synthetic
+    ``image_captions.json``; the family processor is injected by the engine."""
+
+    def __init__(self, *, path: Path, processor: Any, train: bool = True, seed: int = 0, annotations: Path | None = None, limit: int | None = None):
+        records = image_qa_records(path, annotations)
+        self.processor = processor
+        super().__init__(
+            records=records[:limit],
+            media_path=record_media,
+            encode=lambda record, frames, valid: {**processor(record, frames), "frame_mask": valid},
+            train=train,
+            seed=seed,
+            pad_values={"input_ids": processor.tokenizer.pad_token_id},
+        )
