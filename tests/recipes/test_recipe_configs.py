@@ -40,7 +40,7 @@ def test_recipes_exist():
     for family in ("videobert", "videoofa", "videollama"):
         assert f"{family}/tiny.yaml" in names
         assert any(n.startswith(f"{family}/real") for n in names)
-    assert {"videollama/tiny_mean.yaml", "videollama/tiny_lora.yaml", "videoofa/tiny_no_video_stage.yaml"} <= names
+    assert {"videollama/tiny_mean.yaml", "videollama/tiny_lora.yaml", "videollama/tiny_lora_mean.yaml", "videoofa/tiny_no_video_stage.yaml"} <= names
 
 
 @pytest.mark.parametrize("recipe", ALL, ids=lambda p: f"{p.parent.name}/{p.name}")
