@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="decoder threads for every reader (0: FFmpeg decides)")
     parser.add_argument("--counts", type=int, nargs="+", default=[8, 32])
-    parser.add_argument("--videos", nargs="+", default=["nasa", "5min-360p", "60s-1080p"])
+    parser.add_argument("--videos", nargs="+", default=["nasa", "5min-360p", "60s-1080p"], choices=["nasa", "5min-360p", "60s-1080p"])
     parser.add_argument("--backends", action="store_true", help="also time each videovlm backend explicitly")
     args = parser.parse_args(argv)
 
