@@ -111,14 +111,23 @@ def _text(path: Path, where: str, record: dict, field: str, *, required: bool = 
     return value
 
 
-def _utf8_lines(path: Path, binary_file) -> Iterator[str]:
-    """Decode a file line by line so that bad bytes are reported with their line number
-    (a leading byte-order mark, as spreadsheet exports write, is dropped)."""
-    for number, raw in enumerate(binary_file, start=1):
-        try:
-            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
-        except UnicodeDecodeError as e:
-            raise DataFormatError(path, f"line {number}", None, f"not UTF-8 text (byte {e.start} of the line)") from None
+def _text_lines(path: Path) -> Iterator[str]:
+    """A text file's lines, decoded one by one so that bad bytes are reported with their line
+    number (a leading byte-order mark, as spreadsheet exports write, is dropped)."""
+    if not path.is_file():
+        raise DataFormatError(path, None, None, "file not found")
+    with path.open("rb") as binary_file:
+        for number, raw in enumerate(binary_file, start=1):
+            try:
+                yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise DataFormatError(path, f"line {number}", None, f"not UTF-8 text (byte {e.start} of the line)") from None
+
+
+def _require_object(path: Path, where: str, record: Any) -> dict:
+    if not isinstance(record, dict):
+        raise DataFormatError(path, where, None, f"expected an object, got {type(record).__name__}")
+    return record
 
 
 def _load_json_list(path: Path) -> list[Any]:
@@ -138,9 +147,7 @@ def _load_json_list(path: Path) -> list[Any]:
 def _items(path: Path):
     for number, record in enumerate(_load_json_list(path), start=1):
         where = f"item {number}"
-        if not isinstance(record, dict):
-            raise DataFormatError(path, where, None, f"expected an object, got {type(record).__name__}")
-        yield where, record
+        yield where, _require_object(path, where, record)
 
 
 _ISO_DURATION = re.compile(r"^P(?:(?P<d>\d+)D)?T?(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?$")
@@ -160,25 +167,22 @@ def read_webvid_csv(path: str | Path, *, media_root: str | Path | None = None, c
     """WebVid-style caption CSV. The video is the ``video`` column if present, else ``<page_dir>/<videoid>.mp4``."""
     path = Path(path)
     root = _root(path, media_root)
-    if not path.is_file():
-        raise DataFormatError(path, None, None, "file not found")
     records = []
-    with path.open("rb") as f:
-        reader = csv.DictReader(_utf8_lines(path, f))
-        try:
-            columns = set(reader.fieldnames or ())
-        except csv.Error as e:
-            raise DataFormatError(path, "line 1", None, f"unreadable CSV header: {e}") from None
-        missing = [c for c in ("videoid", "name") if c not in columns]
-        if "video" not in columns and "page_dir" not in columns:
-            missing.append("video or page_dir")
-        if missing:
-            raise DataFormatError(path, "line 1", ", ".join(missing), f"missing column(s); header has {sorted(columns)}")
-        try:
-            for row in reader:
-                records.append(_webvid_row(path, f"line {reader.line_num}", row, len(columns), root, check_files))
-        except csv.Error as e:
-            raise DataFormatError(path, f"line {reader.line_num}", None, f"unreadable CSV: {e}") from None
+    reader = csv.DictReader(_text_lines(path))
+    try:
+        columns = set(reader.fieldnames or ())
+    except csv.Error as e:
+        raise DataFormatError(path, "line 1", None, f"unreadable CSV header: {e}") from None
+    missing = [c for c in ("videoid", "name") if c not in columns]
+    if "video" not in columns and "page_dir" not in columns:
+        missing.append("video or page_dir")
+    if missing:
+        raise DataFormatError(path, "line 1", ", ".join(missing), f"missing column(s); header has {sorted(columns)}")
+    try:
+        for row in reader:
+            records.append(_webvid_row(path, f"line {reader.line_num}", row, len(columns), root, check_files))
+    except csv.Error as e:
+        raise DataFormatError(path, f"line {reader.line_num}", None, f"unreadable CSV: {e}") from None
     return records
 
 
@@ -302,22 +306,17 @@ def read_annotations_jsonl(path: str | Path, *, media_root: str | Path | None = 
     """The synthetic ground truth, one JSON object per line (``VideoAnnotation.video`` stays relative)."""
     path = Path(path)
     root = _root(path, media_root)
-    if not path.is_file():
-        raise DataFormatError(path, None, None, "file not found")
     records = []
-    with path.open("rb") as f:
-        for number, line in enumerate(_utf8_lines(path, f), start=1):
-            where = f"line {number}"
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataFormatError(path, where, None, f"malformed JSON: {e.msg} (column {e.colno})") from None
-            if not isinstance(record, dict):
-                raise DataFormatError(path, where, None, f"expected an object, got {type(record).__name__}")
-            records.append(_annotation(path, where, record))
-            _resolve(path, where, "video", records[-1].video, root, check_files)
+    for number, line in enumerate(_text_lines(path), start=1):
+        where = f"line {number}"
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataFormatError(path, where, None, f"malformed JSON: {e.msg} (column {e.colno})") from None
+        records.append(_annotation(path, where, _require_object(path, where, record)))
+        _resolve(path, where, "video", records[-1].video, root, check_files)
     return records
 
 
