@@ -31,20 +31,32 @@ LORA_PART = "lora"
 class VideoFamilyModel(nn.Module, ABC):
     """Base of ``VideoBertModel``, ``VideoOFAModel`` and ``VideoLlamaModel``.
 
-    Subclasses set ``MODEL_TYPE``, ``CONFIG_CLASS``, ``PART_NAMES`` (top-level parts for
-    freezing, in order) and ``DEFAULT_TRAINABLE`` (the paper's pattern), implement
+    Subclasses set ``MODEL_TYPE``, ``CONFIG_CLASS``, ``PROCESSOR_CLASS``, ``PART_NAMES``
+    (top-level parts for freezing, in order) and ``DEFAULT_TRAINABLE`` (the paper's pattern), implement
     ``__init__(config, *, tokenizer)`` and ``saved_config()`` (a config that rebuilds the
     model offline, with checkpoints replaced by their transformers config dicts).
     """
 
     MODEL_TYPE: ClassVar[str]
     CONFIG_CLASS: ClassVar[type]
+    PROCESSOR_CLASS: ClassVar[type]
     PART_NAMES: ClassVar[tuple[str, ...]]
     DEFAULT_TRAINABLE: ClassVar[tuple[str, ...]]
 
     def __init__(self):
         super().__init__()
         self._frozen_parts: tuple[str, ...] = ()
+
+    @classmethod
+    def build_processor(cls, config: Any, *, tokenizer, pixel: Any = None):
+        """The family's processor. ``pixel`` comes from the built vision tower; without it, from
+        the config (a saved config always carries the tower's pixel settings)."""
+        return cls.PROCESSOR_CLASS(
+            tokenizer=tokenizer,
+            pixel=pixel if pixel is not None else require_pixel_settings(config.vision),
+            max_frames=config.max_frames,
+            template=config.template,
+        )
 
     # -- parts and freezing -------------------------------------------------------------
     def parts(self) -> dict[str, nn.Module]:

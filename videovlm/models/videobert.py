@@ -30,7 +30,6 @@ from videovlm.models.base import (
     check_family_config,
     check_sequence_length,
     check_video_inputs,
-    require_pixel_settings,
 )
 from videovlm.models.configs import ModelConfigError
 from videovlm.models.language import LanguageModelConfig, build_language_model, saved_language_config
@@ -87,6 +86,7 @@ class VideoBertOutput(ModelOutput):
 class VideoBertModel(VideoFamilyModel):
     MODEL_TYPE = "videobert"
     CONFIG_CLASS = VideoBertConfig
+    PROCESSOR_CLASS = VideoBertProcessor
     PART_NAMES = ("vision", "bert", "alignment_head")
     DEFAULT_TRAINABLE = ("bert", "alignment_head")
     EVAL_MASK_SEED = 1234  # eval-mode masking is fixed so validation losses are comparable
@@ -104,15 +104,7 @@ class VideoBertModel(VideoFamilyModel):
         self.alignment_head = nn.Linear(self.bert.config.hidden_size, 1)
         # Codebook of visual words; fitted by k-means (fit_visual_words), saved with the weights.
         self.register_buffer("visual_words", torch.randn(config.num_visual_words, self.vision.hidden_size))
-        self.processor = VideoBertProcessor(
-            tokenizer=self.tokenizer, pixel=self.vision.pixel, max_frames=config.max_frames, template=config.template
-        )
-
-    @classmethod
-    def build_processor(cls, config: VideoBertConfig, *, tokenizer) -> VideoBertProcessor:
-        return VideoBertProcessor(
-            tokenizer=tokenizer, pixel=require_pixel_settings(config.vision), max_frames=config.max_frames, template=config.template
-        )
+        self.processor = self.build_processor(config, tokenizer=self.tokenizer, pixel=self.vision.pixel)
 
     def saved_config(self) -> VideoBertConfig:
         return dataclasses.replace(

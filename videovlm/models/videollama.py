@@ -24,7 +24,6 @@ from videovlm.models.base import (
     VideoFamilyModel,
     check_family_config,
     check_video_inputs,
-    require_pixel_settings,
     splice_visual_tokens,
     to_module_dtype,
 )
@@ -103,6 +102,7 @@ def temporal_spec(encoder: nn.Module) -> dict:
 class VideoLlamaModel(VideoFamilyModel):
     MODEL_TYPE = "videollama"
     CONFIG_CLASS = VideoLlamaConfig
+    PROCESSOR_CLASS = VideoLlamaProcessor
     PART_NAMES = ("vision", "image_qformer", "frame_position", "video_qformer", "projector", "llm")
     DEFAULT_TRAINABLE = ("frame_position", "video_qformer", "projector")
 
@@ -124,16 +124,7 @@ class VideoLlamaModel(VideoFamilyModel):
             token_id(self.tokenizer, VIDEO_TOKEN, where="tokenizer"),
             token_id(self.tokenizer, IMAGE_TOKEN, where="tokenizer"),
         )
-        self.processor = VideoLlamaProcessor(
-            tokenizer=self.tokenizer, pixel=self.vision.pixel, max_frames=config.max_frames, template=config.template
-        )
-
-    @classmethod
-    def build_processor(cls, config: VideoLlamaConfig, *, tokenizer) -> VideoLlamaProcessor:
-        """The processor of a saved config (its ``vision.pixel`` is filled in by saving)."""
-        return VideoLlamaProcessor(
-            tokenizer=tokenizer, pixel=require_pixel_settings(config.vision), max_frames=config.max_frames, template=config.template
-        )
+        self.processor = self.build_processor(config, tokenizer=self.tokenizer, pixel=self.vision.pixel)
 
     @property
     def frame_position(self) -> nn.Module | None:

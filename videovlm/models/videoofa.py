@@ -29,7 +29,6 @@ from videovlm.models.base import (
     check_family_config,
     check_sequence_length,
     check_video_inputs,
-    require_pixel_settings,
     to_module_dtype,
 )
 from videovlm.models.configs import ModelConfigError
@@ -118,6 +117,7 @@ class VideoOFAConfig:
 class VideoOFAModel(VideoFamilyModel):
     MODEL_TYPE = "videoofa"
     CONFIG_CLASS = VideoOFAConfig
+    PROCESSOR_CLASS = VideoOFAProcessor
     PART_NAMES = ("vision", "temporal", "seq2seq")
     DEFAULT_TRAINABLE = ("temporal", "seq2seq")
 
@@ -134,15 +134,7 @@ class VideoOFAModel(VideoFamilyModel):
             max_frames=config.max_frames,
             has_cls=self.vision.has_cls and self.vision.select == "all",
         )
-        self.processor = VideoOFAProcessor(
-            tokenizer=self.tokenizer, pixel=self.vision.pixel, max_frames=config.max_frames, template=config.template
-        )
-
-    @classmethod
-    def build_processor(cls, config: VideoOFAConfig, *, tokenizer) -> VideoOFAProcessor:
-        return VideoOFAProcessor(
-            tokenizer=tokenizer, pixel=require_pixel_settings(config.vision), max_frames=config.max_frames, template=config.template
-        )
+        self.processor = self.build_processor(config, tokenizer=self.tokenizer, pixel=self.vision.pixel)
 
     def saved_config(self) -> VideoOFAConfig:
         return dataclasses.replace(
