@@ -120,3 +120,32 @@ def test_clip_core_trains_saves_and_loads_as_a_vision_tower(tokenizer, tmp_path)
     assert tower.pixel.image_size == 112 and tower.pixel.mean == model.pixel.mean
     result = image_text_retrieval(out, tmp_path / "image_captions.json")
     assert result["images"] == len(entries) and 0.0 <= result["text_to_video"]["R@1"] <= 1.0
+
+
+def test_grounded_chat_corpus_matches_the_video_llama_template(tokenizer, tmp_path):
+    """The LLM's chat corpus renders a question exactly as VideoLlamaProcessor renders the same
+    turn with the caption where <video> goes, so the frozen LLM pretrains on its real template."""
+    from videovlm.models.pixels import PixelConfig
+    from videovlm.models.processing import ChatTemplateConfig, Turn, VideoLlamaProcessor
+    from videovlm.train.backbones import ChatCorpusDataset, grounded_chat_texts
+
+    split = tmp_path / "train"
+    split.mkdir()
+    (split / "captions.csv").write_text("videoid,name,video\nv0,a red circle moves to the left.,videos/v0.mp4\n")
+    qa = [{"video_id": "v0", "video": "videos/v0.mp4", "question": "what colour is the circle?", "answer": "red", "type": "color"},
+          {"video_id": "v0", "video": "videos/v0.mp4", "question": "how many objects are there?", "answer": "one", "type": "count"}]
+    (split / "qa.json").write_text(json.dumps(qa))
+    texts = grounded_chat_texts(split)
+    assert texts[0] == "###Human: a red circle moves to the left. what colour is the circle?###Assistant: red"
+    chat = ChatCorpusDataset(split_dir=split, processor=TextProcessor(tokenizer, objective="causal", max_length=96))
+    assert len(chat) == 2
+    video_llama = VideoLlamaProcessor(tokenizer=tokenizer, pixel=PixelConfig(), max_frames=4, template=ChatTemplateConfig())
+    ids, _ = video_llama.encode_turns([Turn("human", "a red circle moves to the left. what colour is the circle?"), Turn("gpt", "red")], where="test")
+    assert chat[(0, 0)]["input_ids"].tolist() == ids
+
+    with pytest.raises(ValueError, match="needs a causal LM"):
+        ChatCorpusDataset(split_dir=split, processor=TextProcessor(tokenizer, objective="masked"))
+    qa.append({"video_id": "v9", "video": "videos/v9.mp4", "question": "is it red?", "answer": "yes", "type": "exists"})
+    (split / "qa.json").write_text(json.dumps(qa))
+    with pytest.raises(ValueError, match="'v9' has no caption"):
+        grounded_chat_texts(split)

@@ -198,6 +198,39 @@ def test_cache_refuses_a_trained_vision_tower(tokenizer, tmp_path):
 # Recipe components (allowed with --allow-package tests.train.test_feature_cache).
 
 
+def test_image_records_are_computed_once_and_match_the_tower(tokenizer, tmp_path):
+    """Stage 1 mixes image captions in: under features: cached an image is one frame from the
+    frozen front (same numbers as the tower on its pixels), kept in memory; an unreadable image
+    is skipped; on_miss='error' (no front) refuses images by name."""
+    from PIL import Image
+
+    from videovlm.data.formats import ImageCaption
+    from videovlm.train.data import MediaTextDataset, SkippedItem, read_image
+
+    image = tmp_path / "red.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, size=(40, 40, 3), dtype=np.uint8)).save(image)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    model = _model(tokenizer)
+    records = [ImageCaption(id="red", image=image, caption="a red square"), ImageCaption(id="broken", image=broken, caption="a square")]
+
+    def base():
+        return MediaTextDataset(records=records, media_path=lambda r: (r.image, False), encode=functools.partial(_encode, model.processor),
+                                sampler=SAMPLER, train=True, seed=0)
+
+    model, (images,) = use_cached_features(model=model, datasets=[base()], cache_dir=tmp_path / "cache", trainable=PARTS, on_miss="compute")
+    item = images[(0, 0)]
+    expected = model.vision(model.processor.frames_to_pixel_values(read_image(image)))[0]  # (1, N, D)
+    assert item["frame_features"].shape == expected.shape and item["frame_mask"].tolist() == [True]
+    torch.testing.assert_close(item["frame_features"], expected)
+    assert images[(1, 0)]["frame_features"] is item["frame_features"]  # computed once per run
+    skipped = images[(0, 1)]
+    assert isinstance(skipped, SkippedItem) and "broken.png" in skipped.path
+    _, (strict,) = use_cached_features(model=_model(tokenizer), datasets=[base()], cache_dir=tmp_path / "cache", trainable=PARTS, on_miss="error")
+    with pytest.raises(FeatureCacheError, match="red.png: an image record"):
+        strict[(0, 0)]
+
+
 def micro_videollama(*, tokenizer_dir: str):
     from transformers import AutoTokenizer
 

@@ -105,7 +105,8 @@ class TextBackbone(nn.Module):
         self.model = model
         self.tokenizer = tokenizer
         self.objective = objective
-        self.processor = TextProcessor(tokenizer, objective=objective)
+        # 96 tokens: a grounded chat line (caption + question + answer, ChatCorpusDataset) fits whole.
+        self.processor = TextProcessor(tokenizer, objective=objective, max_length=96)
 
     def forward(self, **batch: torch.Tensor):
         return self.model(**batch)
@@ -173,6 +174,44 @@ class TextCorpusDataset(Dataset):
         epoch, index = key
         # Validation uses epoch 0's noise every time, so its loss is comparable across runs.
         return self.processor(self.texts[index], item_generator(self.seed, epoch if self.train else 0, index))
+
+
+def grounded_chat_texts(split_dir: str | Path) -> list[str]:
+    """One single-turn conversation per video question of a synthetic split, in the Video-LLaMA
+    chat template with the video's caption where the video will be::
+
+        ###Human: {caption} {question}###Assistant: {answer}
+
+    (``TextProcessor`` adds ``<s>`` and ``</s>``, so the ids match ``VideoLlamaProcessor``'s
+    rendering of the same turn with the caption in place of ``<video>``.)"""
+    from videovlm.data.formats import read_qa_json, read_webvid_csv
+    from videovlm.models.tokenizer import ASSISTANT_MARKER, HUMAN_MARKER
+
+    split_dir = Path(split_dir)
+    captions = {r.video_id: r.caption for r in read_webvid_csv(split_dir / "captions.csv", check_files=False)}
+    texts = []
+    for item in read_qa_json(split_dir / "qa.json", check_files=False):
+        if item.video_id not in captions:
+            raise ValueError(f"{split_dir / 'qa.json'}: video {item.video_id!r} has no caption in captions.csv")
+        texts.append(f"{HUMAN_MARKER} {captions[item.video_id]} {item.question}{ASSISTANT_MARKER} {item.answer}")
+    return texts
+
+
+class ChatCorpusDataset(TextCorpusDataset):
+    """Text-grounded conversations (``grounded_chat_texts``) for the causal LM: the tiny
+    analogue of the chat tuning that makes Vicuna, Video-LLaMA's LLM, a chat model. A frozen
+    LLM that has never seen the ``###Human:`` / ``###Assistant:`` template, nor answered a
+    question about what precedes it, cannot learn either from a few soft video tokens."""
+
+    def __init__(self, *, split_dir: Path, processor: TextProcessor, train: bool = True, seed: int = 0, limit: int | None = None):
+        if processor.objective != "causal":
+            raise ValueError(f"ChatCorpusDataset: needs a causal LM (objective 'causal'), got {processor.objective!r}")
+        texts = grounded_chat_texts(split_dir)
+        self.texts = texts if limit is None else texts[:limit]
+        self.processor = processor
+        self.seed = seed
+        self.train = train
+        self.pad_values = {"input_ids": processor.tokenizer.pad_token_id}
 
 
 # --------------------------------------------------------------------------------------

@@ -68,7 +68,7 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
         record = self.base.records[index]
         path, is_video = self.base.media_path(record)
         if not is_video:
-            raise FeatureCacheError(f"{path}: features: cached covers videos; this stage also has image records (train it with features: online)")
+            return self._image_item(index, record, path)
         try:
             identity = video_identity(path)
             entry = self.cache.video_entry(self.namespace, identity)
@@ -88,6 +88,25 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
         item = self.processor(record)
         item["frame_features"] = features  # (T, N, D)
         item["frame_mask"] = torch.tensor(sample.valid, dtype=torch.bool)  # (T,)
+        return item
+
+    def _image_item(self, index: int, record: Any, path: Path):
+        """An image record (Video-LLaMA's stage 1 mixes image captions in): one frame, computed
+        by the frozen front once per run and kept in memory. Images are not stored in the
+        cache (``videovlm cache-features`` stores videos), so ``on_miss="error"`` refuses them."""
+        from videovlm.train.data import SkippedItem, read_image
+
+        if self.front is None:
+            raise FeatureCacheError(f"{path}: an image record; the cache stores video frames only, so on_miss='error' cannot serve images (use on_miss: compute)")
+        key = ("image", str(path))
+        if key not in self.recomputed:
+            try:
+                self.recomputed[key] = compute_frame_features(self.front, self.processor, read_image(path))  # (1, N, D)
+            except (OSError, ValueError) as error:
+                return SkippedItem(index=index, path=str(path), reason=f"{type(error).__name__}: {error}")
+        item = self.processor(record)
+        item["frame_features"] = self.recomputed[key]  # (1, N, D)
+        item["frame_mask"] = torch.ones(1, dtype=torch.bool)
         return item
 
     def _metadata(self, path: Path) -> VideoMetadata:
