@@ -6,8 +6,8 @@ Steps (each prints a ``[i/6]`` line, then its own progress bar):
 1. ``data``: the synthetic data set (``videovlm data synth``), 2000/200/200 videos;
 2. ``vision``: CLIP-style contrastive pretraining of the tiny vision tower (``recipes/backbones/clip.yaml``);
 3. ``llm``: text pretraining of the tiny Llama (``recipes/backbones/llm.yaml``);
-4. ``videollama``: the tiny Video-LLaMA recipe with LoRA in stage 2 (``recipes/videollama/tiny_lora.yaml``;
-   the frozen tiny LLM of ``tiny.yaml`` does not learn the answer format, see docs/results.md);
+4. ``videollama``: the tiny Video-LLaMA recipe, frozen vision tower and frozen LLM as in the paper
+   (``recipes/videollama/tiny.yaml``), trained from cached tower features;
 5. ``answer``: one question about one test video (``videovlm.qa.VideoQA``);
 6. ``eval``: every test question, exact-match accuracy per type (``videovlm.eval``).
 
@@ -91,7 +91,7 @@ def parse_overrides(items: list[str]) -> dict[str, list[str]]:
 
 
 # step name -> recipe file under recipes/ (the three training steps)
-TRAIN_STEPS = {"vision": "backbones/clip.yaml", "llm": "backbones/llm.yaml", "videollama": "videollama/tiny_lora.yaml"}
+TRAIN_STEPS = {"vision": "backbones/clip.yaml", "llm": "backbones/llm.yaml", "videollama": "videollama/tiny.yaml"}
 # The quickstart runs the recipes as they are (their defaults fit its ~10-minute budget on 2
 # cores); --override RECIPE:key=value changes one value.
 DEFAULT_OVERRIDES: dict[str, list[str]] = {}
@@ -212,7 +212,7 @@ class Quickstart:
         for name, text in (
             ("vision", "contrastive pretraining of the tiny vision tower"),
             ("llm", "text pretraining of the tiny Llama"),
-            ("videollama", "tiny Video-LLaMA: stage 1 captions, stage 2 instructions + LoRA"),
+            ("videollama", "tiny Video-LLaMA: stage 1 captions, stage 2 instructions (tower and LLM frozen)"),
         ):
             final = self.final_dir(name)
             self.run_step(name, f"{text} -> {final}", final.parent.parent / MARKER, lambda name=name: self.train(name))

@@ -57,7 +57,7 @@ def test_micro_quickstart_runs_then_reuses_every_step(tmp_path, mini_data, capsy
     assert (output / "eval" / "test_accuracy.json").is_file()
     # Video-LLaMA's frozen tower ran once per frame (train + val) before training read the cache.
     assert "train features: " in first and "val features: " in first
-    assert (output / "runs" / "videollama" / "tiny_lora" / "feature_cache" / "index.json").is_file()
+    assert (output / "runs" / "videollama" / "tiny" / "feature_cache" / "index.json").is_file()
     assert "features: cached" in (output / "recipes" / "videollama.yaml").read_text()
     started = time.monotonic()
     assert run(quickstart_args(output)) == 0
