@@ -220,6 +220,9 @@ class Quickstart:
         self.announce("answer", "one question about one test video")
         self.answer_one(model_dir)
         report_path = self.output / "eval" / "test_accuracy.json"
+        marker = self.output / "eval" / MARKER
+        if marker.is_file() and (not report_path.is_file() or json.loads(report_path.read_text()).get("model") != str(model_dir)):
+            marker.unlink()  # the finished evaluation is of another model (the recipe changed): evaluate again
         self.run_step("eval", "every test question, exact match per type", self.output / "eval" / MARKER, lambda: self.evaluate(model_dir))
         print_accuracy(json.loads(report_path.read_text()))
         return 0

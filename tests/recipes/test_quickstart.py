@@ -4,6 +4,7 @@ second run reuses every step (one step per training stage, 6/3/3 videos)."""
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import time
 from pathlib import Path
@@ -64,3 +65,10 @@ def test_micro_quickstart_runs_then_reuses_every_step(tmp_path, mini_data, capsy
     second = capsys.readouterr().out
     assert second.count("done before, reusing") == 5  # data, vision, llm, videollama, eval
     assert time.monotonic() - started < 30
+    # An evaluation of another model (the quickstart's recipe changed since) is not reused.
+    report = output / "eval" / "test_accuracy.json"
+    report.write_text(json.dumps({**json.loads(report.read_text()), "model": "some/other/model"}))
+    assert run(quickstart_args(output)) == 0
+    third = capsys.readouterr().out
+    assert third.count("done before, reusing") == 4  # data, vision, llm, videollama
+    assert json.loads(report.read_text())["model"] != "some/other/model"
