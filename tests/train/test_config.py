@@ -33,6 +33,21 @@ def test_valid_recipe_and_overrides(video_set, tmp_path):
     assert config.stages[0].trainable == ["encoder", "head"]
 
 
+def test_exponent_floats_without_a_dot_are_numbers(video_set, tmp_path):
+    """`lr: 2e-3` (in a file or an override) is a float, as in YAML 1.2 and Python; PyYAML's
+    YAML 1.1 rules alone would pass the string '2e-3' on and fail validation."""
+    import yaml
+
+    from videovlm.train.config import load_yaml
+
+    config = validate(apply_overrides(recipe_dict(video_set, tmp_path / "out"), ["stages.1.lr=2e-3", "stages.0.lr=+1E+1"]), allowed_packages=TEST_PACKAGES)
+    assert config.stages[1].lr == 0.002 and config.stages[0].lr == 10.0
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(recipe_dict(video_set, tmp_path / "out")).replace("lr: ", "lr: 5e-4 #", 1))
+    assert load_yaml(recipe)["stages"][0]["lr"] == 0.0005
+    assert apply_overrides({"name": "x"}, ["name=e5", "tag=1e"]) == {"name": "e5", "tag": "1e"}  # not numbers: still strings
+
+
 def test_errors_name_their_key_path(video_set, tmp_path):
     data = recipe_dict(video_set, tmp_path / "out")
     problems = problems_of(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -125,12 +126,28 @@ class TrainConfig:
 # YAML + overrides
 
 
+class RecipeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``2e-3`` / ``1E5`` as floats (YAML 1.2 and Python
+    do; PyYAML's 1.1 rules need a dot, ``2.0e-3``, and would hand a learning rate over as a string)."""
+
+
+RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=RecipeLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError([f"recipe file not found: {path}"])
     try:
-        data = yaml.safe_load(path.read_text())
+        data = parse_yaml(path.read_text())
     except yaml.YAMLError as error:
         raise ConfigError([f"YAML syntax error: {error}"], source=str(path)) from None
     if not isinstance(data, dict):
@@ -139,7 +156,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply ``a.b=3`` / ``stages.0.steps=10`` overrides (values parsed with yaml.safe_load).
+    """Apply ``a.b=3`` / ``stages.0.steps=10`` overrides (values parsed as YAML, ``2e-3`` a float).
 
     A missing intermediate mapping is created (``deepspeed.zero_stage=3`` on a recipe that
     leaves ``deepspeed`` at its defaults); a misspelt key still fails, at validation, as an
@@ -150,7 +167,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         if not sep or not key:
             raise ConfigError([f"override {override!r}: expected key=value"])
         try:
-            value = yaml.safe_load(raw_value)
+            value = parse_yaml(raw_value)
         except yaml.YAMLError as error:
             raise ConfigError([f"override {override!r}: value is not valid YAML: {error}"]) from None
         node: Any = data
