@@ -149,3 +149,15 @@ def test_grounded_chat_corpus_matches_the_video_llama_template(tokenizer, tmp_pa
     (split / "qa.json").write_text(json.dumps(qa))
     with pytest.raises(ValueError, match="'v9' has no caption"):
         grounded_chat_texts(split)
+
+
+def test_tiny_clip_patch_size_sets_tokens_per_frame(tokenizer):
+    """patch_size=8 gives the tower 196 patches + CLS per 112-px frame (shapes of ~25-px objects
+    span 3 patches instead of 1.5); a size that does not divide the image is refused."""
+    from videovlm.models.presets import tiny_clip_vision_config
+
+    fine = build_tiny_clip(tokenizer, patch_size=8)
+    tokens = fine.model.vision_model(pixel_values=torch.zeros(1, 3, 112, 112)).last_hidden_state
+    assert tokens.shape == (1, 197, 128)
+    with pytest.raises(ValueError, match="patch_size: must divide the image size 112, got 10"):
+        tiny_clip_vision_config(patch_size=10)

@@ -33,15 +33,18 @@ def as_tokenizer(tokenizer):
     return AutoTokenizer.from_pretrained(tokenizer) if isinstance(tokenizer, str) else tokenizer
 
 
-def tiny_clip_vision_config() -> CLIPVisionConfig:
-    """CLIP ViT, 128-d, 4 layers, 4 heads, 112 px, 16 px patches -> 49 patches + CLS."""
+def tiny_clip_vision_config(*, patch_size: int = 16) -> CLIPVisionConfig:
+    """CLIP ViT, 128-d, 4 layers, 4 heads, 112 px, 16 px patches -> 49 patches + CLS
+    (``patch_size=8``: 196 patches, 4x the tokens per frame)."""
+    if TINY_IMAGE_SIZE % patch_size:
+        raise ValueError(f"patch_size: must divide the image size {TINY_IMAGE_SIZE}, got {patch_size}")
     return CLIPVisionConfig(
         hidden_size=128,
         intermediate_size=512,
         num_hidden_layers=4,
         num_attention_heads=4,
         image_size=TINY_IMAGE_SIZE,
-        patch_size=16,
+        patch_size=patch_size,
         projection_dim=128,
     )
 

@@ -310,13 +310,13 @@ class ContrastiveImageText(nn.Module):
         return cls(model, AutoTokenizer.from_pretrained(directory), pixel)
 
 
-def tiny_clip(*, corpus: Path, vocab_size: int = 2000, text_layers: int = 2) -> ContrastiveImageText:
-    """The tiny CLIP: the video presets' vision tower (128-d, 4 layers, 112 px) + a small text
-    transformer, both projected to 128-d; tokenizer trained on ``corpus``."""
-    return build_tiny_clip(corpus_tokenizer(corpus, vocab_size=vocab_size), text_layers=text_layers)
+def tiny_clip(*, corpus: Path, vocab_size: int = 2000, text_layers: int = 2, patch_size: int = 16) -> ContrastiveImageText:
+    """The tiny CLIP: the video presets' vision tower (128-d, 4 layers, 112 px, ``patch_size``
+    px patches) + a small text transformer, both projected to 128-d; tokenizer trained on ``corpus``."""
+    return build_tiny_clip(corpus_tokenizer(corpus, vocab_size=vocab_size), text_layers=text_layers, patch_size=patch_size)
 
 
-def build_tiny_clip(tokenizer, *, text_layers: int = 2) -> ContrastiveImageText:
+def build_tiny_clip(tokenizer, *, text_layers: int = 2, patch_size: int = 16) -> ContrastiveImageText:
     from videovlm.models.presets import TINY_IMAGE_SIZE, tiny_clip_vision_config
 
     text = CLIPTextConfig(
@@ -331,7 +331,7 @@ def build_tiny_clip(tokenizer, *, text_layers: int = 2) -> ContrastiveImageText:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,  # the text feature is read at the first </s>
     )
-    config = CLIPConfig(text_config=text.to_dict(), vision_config=tiny_clip_vision_config().to_dict(), projection_dim=128)
+    config = CLIPConfig(text_config=text.to_dict(), vision_config=tiny_clip_vision_config(patch_size=patch_size).to_dict(), projection_dim=128)
     pixel = PixelConfig(image_size=TINY_IMAGE_SIZE, mean=CLIP_MEAN, std=CLIP_STD)
     return ContrastiveImageText(CLIPModel(config), tokenizer, pixel)
 
