@@ -158,14 +158,17 @@ class TextCorpusDataset(Dataset):
     ``TextProcessor``; masking/infilling noise is seeded by (seed, epoch, index)."""
 
     def __init__(self, *, split_dir: Path, processor: TextProcessor, train: bool = True, seed: int = 0, limit: int | None = None):
-        from videovlm.data.synthetic import corpus_texts
-
-        texts = list(dict.fromkeys(t for t in corpus_texts(split_dir) if t.strip()))
+        texts = self.read_texts(split_dir, processor)
         self.texts = texts if limit is None else texts[:limit]
         self.processor = processor
         self.seed = seed
         self.train = train
         self.pad_values = {"input_ids": processor.tokenizer.pad_token_id}
+
+    def read_texts(self, split_dir: Path, processor: TextProcessor) -> list[str]:
+        from videovlm.data.synthetic import corpus_texts
+
+        return list(dict.fromkeys(t for t in corpus_texts(split_dir) if t.strip()))
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -203,15 +206,10 @@ class ChatCorpusDataset(TextCorpusDataset):
     LLM that has never seen the ``###Human:`` / ``###Assistant:`` template, nor answered a
     question about what precedes it, cannot learn either from a few soft video tokens."""
 
-    def __init__(self, *, split_dir: Path, processor: TextProcessor, train: bool = True, seed: int = 0, limit: int | None = None):
+    def read_texts(self, split_dir: Path, processor: TextProcessor) -> list[str]:
         if processor.objective != "causal":
             raise ValueError(f"ChatCorpusDataset: needs a causal LM (objective 'causal'), got {processor.objective!r}")
-        texts = grounded_chat_texts(split_dir)
-        self.texts = texts if limit is None else texts[:limit]
-        self.processor = processor
-        self.seed = seed
-        self.train = train
-        self.pad_values = {"input_ids": processor.tokenizer.pad_token_id}
+        return grounded_chat_texts(split_dir)
 
 
 # --------------------------------------------------------------------------------------
