@@ -92,9 +92,8 @@ def parse_overrides(items: list[str]) -> dict[str, list[str]]:
 
 # step name -> recipe file under recipes/ (the three training steps)
 TRAIN_STEPS = {"vision": "backbones/clip.yaml", "llm": "backbones/llm.yaml", "videollama": "videollama/tiny.yaml"}
-# The quickstart runs the recipes as they are (their defaults fit its ~10-minute budget on 2
-# cores); --override RECIPE:key=value changes one value.
-DEFAULT_OVERRIDES: dict[str, list[str]] = {}
+# The quickstart runs these recipes as they are (their defaults fit its ~10-minute budget on
+# 2 cores); --override RECIPE:key=value changes one value.
 
 
 class Quickstart:
@@ -150,7 +149,7 @@ class Quickstart:
                 "(install with `pip install -e .` from a checkout, or pass --recipes)"
             )
         data = relocate(load_yaml(recipe), data_dir=self.data_dir, runs_dir=self.runs_dir)
-        data = apply_overrides(data, [*DEFAULT_OVERRIDES.get(name, []), *self.overrides.get(name, []), "resume=true"])
+        data = apply_overrides(data, [*self.overrides.get(name, []), "resume=true"])
         try:
             config = validate(data, source=str(recipe))
         except ConfigError as error:
