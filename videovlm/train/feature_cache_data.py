@@ -55,6 +55,7 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
         self.decode_size = getattr(base, "decode_size", None)
         self.sampler_spec = getattr(base, "sampler_spec", None)
         self.recomputed: dict[tuple[str, int], torch.Tensor] = {}
+        self.image_features: dict[str, torch.Tensor] = {}  # image path -> (1, N, D), this run only
         self.hits = 0
         self.misses = 0
 
@@ -98,14 +99,14 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
 
         if self.front is None:
             raise FeatureCacheError(f"{path}: an image record; the cache stores video frames only, so on_miss='error' cannot serve images (use on_miss: compute)")
-        key = ("image", str(path))
-        if key not in self.recomputed:
+        key = str(path)
+        if key not in self.image_features:
             try:
-                self.recomputed[key] = compute_frame_features(self.front, self.processor, read_image(path))  # (1, N, D)
+                self.image_features[key] = compute_frame_features(self.front, self.processor, read_image(path))  # (1, N, D)
             except (OSError, ValueError) as error:
                 return SkippedItem(index=index, path=str(path), reason=f"{type(error).__name__}: {error}")
         item = self.processor(record)
-        item["frame_features"] = self.recomputed[key]  # (1, N, D)
+        item["frame_features"] = self.image_features[key]  # (1, N, D)
         item["frame_mask"] = torch.ones(1, dtype=torch.bool)
         return item
 
