@@ -127,6 +127,48 @@ def test_cached_training_matches_on_the_fly(tokenizer, videos, tmp_path):
     assert type(load_pretrained(model.save_pretrained(tmp_path / "final"))) is VideoLlamaModel
 
 
+def test_videobert_trains_from_cached_tower_features(tokenizer, videos, tmp_path):
+    """VideoBERT's frozen tower output is cached the same way: each frame is still quantised
+    to its visual word, so the losses equal training on decoded pixels; saves as VideoBERT."""
+    from videovlm.data.formats import VideoCaption
+    from videovlm.models import VideoBertModel, load_pretrained, set_trainable
+    from videovlm.train.data import MediaTextDataset
+    from videovlm.train.feature_cache_data import CachedFeatureVideoBert
+    from videovlm.video.samplers import parse_sampler
+
+    records = [VideoCaption(video_id=p.stem, video=p, caption=c, duration=None) for p, c in zip(videos, ["a red square", "a blue square", "a green square moves left"])]
+
+    def model_and_data():
+        model = build_micro("videobert", tokenizer)
+        set_trainable(model, ["bert", "alignment_head"])
+        data = MediaTextDataset(records=records, media_path=lambda r: (r.video, True), encode=functools.partial(_encode, model.processor),
+                                sampler=SAMPLER, train=True, seed=3)
+        return model, data
+
+    online, data = model_and_data()
+    with torch.no_grad():  # a codebook where the random frames fall into different words
+        frames = torch.stack([data[(0, i)]["pixel_values"] for i in range(len(data))])
+        online.fit_visual_words(pixel_values=frames, iterations=5)
+    torch.manual_seed(5)
+    online_losses = _train(online, data)
+
+    model, data = model_and_data()
+    model.visual_words.copy_(online.visual_words)
+    precompute(cache=FeatureCache(tmp_path / "cache"), namespace=model_namespace(model, ["vision"]), front=FrozenFront(model, ["vision"]),
+               processor=model.processor, videos=videos, sampler=parse_sampler(SAMPLER), sampler_spec=SAMPLER)
+    model, (cached,) = use_cached_features(model=model, datasets=[data], cache_dir=tmp_path / "cache", trainable=["bert", "alignment_head"], on_miss="error")
+    assert isinstance(model, CachedFeatureVideoBert)
+    item = cached[(0, 0)]
+    assert "pixel_values" not in item and item["frame_features"].shape == (3, 1, 64)  # (T, 1, D): the pooled feature per frame
+    torch.manual_seed(5)
+    cached_losses = _train(model, cached)
+    assert cached.misses == 0
+    assert cached_losses == pytest.approx(online_losses, rel=1e-4, abs=1e-5)
+    with pytest.raises(ValueError, match=r"frame_features: expected \(B, T, N, D\)"):
+        model(input_ids=item["input_ids"][None], frame_features=item["frame_features"])  # no batch dimension
+    assert type(load_pretrained(model.save_pretrained(tmp_path / "final"))) is VideoBertModel
+
+
 def test_stale_and_missing_entries_are_never_used(tokenizer, videos, tmp_path):
     from videovlm.video.samplers import parse_sampler
 

@@ -186,14 +186,24 @@ def to_module_dtype(x: torch.Tensor, module: nn.Module) -> torch.Tensor:
 def check_video_inputs(pixel_values: torch.Tensor, frame_mask: torch.Tensor | None, *, max_frames: int) -> torch.Tensor:
     """Validate ``pixel_values (B, T, C, H, W)`` against max_frames and return a bool (B, T)
     frame mask (all True when None)."""
-    if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 5:
-        shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
-        raise ValueError(f"pixel_values: expected (B, T, C, H, W), got {shape}")
-    batch, num_frames = pixel_values.shape[:2]
+    return _checked_frames(pixel_values, frame_mask, max_frames=max_frames, name="pixel_values", layout="(B, T, C, H, W)")
+
+
+def check_frame_features(frame_features: torch.Tensor, frame_mask: torch.Tensor | None, *, max_frames: int) -> torch.Tensor:
+    """Validate cached tower output ``frame_features (B, T, N, D)`` (``features: cached``) the way
+    ``check_video_inputs`` validates pixels, and return the bool (B, T) frame mask."""
+    return _checked_frames(frame_features, frame_mask, max_frames=max_frames, name="frame_features", layout="(B, T, N, D)")
+
+
+def _checked_frames(video: torch.Tensor, frame_mask: torch.Tensor | None, *, max_frames: int, name: str, layout: str) -> torch.Tensor:
+    if not isinstance(video, torch.Tensor) or video.ndim != len(layout.split(",")):
+        shape = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
+        raise ValueError(f"{name}: expected {layout}, got {shape}")
+    batch, num_frames = video.shape[:2]
     if num_frames > max_frames:
-        raise ValueError(f"pixel_values: {num_frames} frames but max_frames is {max_frames}")
+        raise ValueError(f"{name}: {num_frames} frames but max_frames is {max_frames}")
     if frame_mask is None:
-        return torch.ones(batch, num_frames, dtype=torch.bool, device=pixel_values.device)
+        return torch.ones(batch, num_frames, dtype=torch.bool, device=video.device)
     if frame_mask.dtype != torch.bool or tuple(frame_mask.shape) != (batch, num_frames):
         raise ValueError(
             f"frame_mask: expected bool (B, T) = {(batch, num_frames)}, got {frame_mask.dtype} {tuple(frame_mask.shape)}"

@@ -116,10 +116,14 @@ class VideoBertModel(VideoFamilyModel):
         )
 
     # -- visual words -------------------------------------------------------------------
+    def checked_frame_mask(self, pixel_values: torch.Tensor, frame_mask: torch.Tensor | None) -> torch.Tensor:
+        """The validated bool (B, T) frame mask of ``pixel_values (B, T, C, H, W)``."""
+        return check_video_inputs(pixel_values, frame_mask, max_frames=self.config.max_frames)
+
     def frame_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """One float32 feature per frame (B, T, D): the tower's tokens averaged (one token when
         pooled). Quantisation and k-means run in float32 whatever the tower's dtype."""
-        check_video_inputs(pixel_values, None, max_frames=self.config.max_frames)
+        self.checked_frame_mask(pixel_values, None)
         return self.vision(pixel_values).float().mean(dim=2)  # (B, T, D)
 
     def visual_word_ids(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -192,7 +196,7 @@ class VideoBertModel(VideoFamilyModel):
     def forward(self, *, pixel_values, input_ids, attention_mask=None, labels=None, frame_mask=None, alignment_labels=None):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        frame_mask = check_video_inputs(pixel_values, frame_mask, max_frames=self.config.max_frames)
+        frame_mask = self.checked_frame_mask(pixel_values, frame_mask)
         words = self.visual_word_ids(pixel_values)  # (B, T)
         batch = input_ids.shape[0]
         if alignment_labels is None and labels is not None and batch > 1:
@@ -238,7 +242,7 @@ class VideoBertModel(VideoFamilyModel):
             raise ValueError(f"templates: {len(templates)} templates for {pixel_values.shape[0]} videos")
         if not candidates:
             raise ValueError("candidates: empty list")
-        frame_mask = check_video_inputs(pixel_values, frame_mask, max_frames=self.config.max_frames)
+        frame_mask = self.checked_frame_mask(pixel_values, frame_mask)
         words = self.visual_word_ids(pixel_values)  # (B, T)
         items = [self.processor.fill(t, c, where=f"templates[{b}]") for b, t in enumerate(templates) for c in candidates]
         batch = {k: v.to(words.device) for k, v in self.processor.collate(items).items()}

@@ -1,6 +1,7 @@
 """Training from the frozen-feature cache (``features: cached``): a dataset wrapper that
-serves cached frame features, the Video-LLaMA variant that takes them, and the one-call hook
-``use_cached_features`` the training engine calls. The cache itself: ``feature_cache``."""
+serves cached frame features, the Video-LLaMA and VideoBERT variants that take them, and the
+one-call hook ``use_cached_features`` the training engine calls. The cache itself:
+``feature_cache``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from videovlm.models import VideoLlamaModel
+from videovlm.models import VideoBertModel, VideoLlamaModel
+from videovlm.models.base import check_frame_features
 from videovlm.train.feature_cache import (
     FeatureCache,
     FeatureCacheError,
@@ -129,6 +131,17 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
         return torch.stack([self.recomputed[(key, i)] for i in indices])
 
 
+def _one_video_input(pixel_values, frame_features, *, max_frames: int):
+    """``frame_features`` (checked to be (B, T, N, D)) when given, else ``pixel_values``: the
+    cached models take either, and tell them apart by their number of dimensions."""
+    if (pixel_values is None) == (frame_features is None):
+        raise ValueError("give exactly one of pixel_values (B, T, C, H, W) and frame_features (B, T, N, D)")
+    if frame_features is None:
+        return pixel_values
+    check_frame_features(frame_features, None, max_frames=max_frames)
+    return frame_features
+
+
 class CachedFeatureVideoLlama(VideoLlamaModel):
     """Video-LLaMA that takes ``frame_features (B, T, N, D)`` (the cached output of its
     frozen front) in place of ``pixel_values (B, T, C, H, W)``. Saved and loaded exactly
@@ -137,20 +150,43 @@ class CachedFeatureVideoLlama(VideoLlamaModel):
     cached_parts: tuple[str, ...] = ("vision",)
 
     def forward(self, *, input_ids, pixel_values=None, frame_features=None, **kwargs):
-        if (pixel_values is None) == (frame_features is None):
-            raise ValueError("give exactly one of pixel_values (B, T, C, H, W) and frame_features (B, T, N, D)")
-        return super().forward(input_ids=input_ids, pixel_values=frame_features if frame_features is not None else pixel_values, **kwargs)
+        return super().forward(input_ids=input_ids, pixel_values=_one_video_input(pixel_values, frame_features, max_frames=self.config.max_frames), **kwargs)
 
     def encode_video(self, pixel_values, frame_mask=None):
         if pixel_values.ndim != 4:  # pixels: the full path
             return super().encode_video(pixel_values, frame_mask)
         tokens = pixel_values  # (B, T, N, D) cached frame features
-        if tokens.shape[1] > self.config.max_frames:
-            raise ValueError(f"frame_features: {tokens.shape[1]} frames but max_frames is {self.config.max_frames}")
+        frame_mask = check_frame_features(tokens, frame_mask, max_frames=self.config.max_frames)
         if self.image_qformer is not None and "image_qformer" not in self.cached_parts:
             tokens = self.image_qformer(tokens)  # (B, T, Q, D_q)
         video = self.video_qformer(tokens.float(), frame_mask)  # tokens (B, M, D_t), mask (B, M)
         return self.projector(video.tokens), video.mask
+
+
+class CachedFeatureVideoBert(VideoBertModel):
+    """VideoBERT that takes ``frame_features (B, T, N, D)`` (its frozen tower's cached output)
+    in place of ``pixel_values``; each frame is still quantised to its nearest visual word, so
+    training sees the same tokens. Saved and loaded exactly like ``VideoBertModel``."""
+
+    cached_parts: tuple[str, ...] = ("vision",)
+
+    def forward(self, *, input_ids, pixel_values=None, frame_features=None, **kwargs):
+        return super().forward(input_ids=input_ids, pixel_values=_one_video_input(pixel_values, frame_features, max_frames=self.config.max_frames), **kwargs)
+
+    def checked_frame_mask(self, pixel_values, frame_mask):
+        if pixel_values.ndim != 4:  # pixels: the full path
+            return super().checked_frame_mask(pixel_values, frame_mask)
+        return check_frame_features(pixel_values, frame_mask, max_frames=self.config.max_frames)
+
+    def frame_features(self, pixel_values):
+        if pixel_values.ndim != 4:
+            return super().frame_features(pixel_values)
+        self.checked_frame_mask(pixel_values, None)
+        return pixel_values.float().mean(dim=2)  # (B, T, D), as the tower's tokens are averaged on the full path
+
+
+# Which cached variant each family trains as (same modules, new methods).
+CACHED_VARIANTS: dict[type, type] = {VideoLlamaModel: CachedFeatureVideoLlama, VideoBertModel: CachedFeatureVideoBert}
 
 
 def use_cached_features(*, model: nn.Module, datasets: Sequence, cache_dir: str | Path, trainable: Sequence[str] | None, on_miss: OnMiss = "compute"):
@@ -159,11 +195,13 @@ def use_cached_features(*, model: nn.Module, datasets: Sequence, cache_dir: str 
 
     Call it after the stage's trainable parts are set and before the model is wrapped by
     DeepSpeed (the frozen weights are hashed here, while every rank holds them whole)."""
-    if not isinstance(model, VideoLlamaModel):
-        raise FeatureCacheError(f"features: cached supports Video-LLaMA models (frozen vision front); got {type(model).__name__}")
+    variant = next((cached for family, cached in CACHED_VARIANTS.items() if isinstance(model, family)), None)
+    if variant is None:
+        names = ", ".join(family.__name__ for family in CACHED_VARIANTS)
+        raise FeatureCacheError(f"features: cached supports {names} (a frozen vision front); got {type(model).__name__}")
     parts = cached_parts(model, trainable)
     # Same modules, new methods: the model keeps its weights, config, freezing and processor.
-    model.__class__ = CachedFeatureVideoLlama
+    model.__class__ = variant
     model.cached_parts = parts
     front = copy.deepcopy(FrozenFront(model, parts)).eval() if on_miss == "compute" else None
     cache = FeatureCache(cache_dir)
