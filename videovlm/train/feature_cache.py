@@ -1,8 +1,8 @@
-"""Frozen-feature cache: run the frozen front of Video-LLaMA once per frame, train from disk.
+"""Frozen-feature cache: run the frozen front of a model once per frame, train from disk.
 
-In Video-LLaMA's first stages the vision tower (and the image Q-Former) are frozen, so their
-output for a given frame never changes: computing it every step is wasted work. This module
-stores it once per distinct frame and feeds it back to training.
+In Video-LLaMA's first stages the vision tower (and the image Q-Former) are frozen, as is
+VideoBERT's tower, so their output for a given frame never changes: computing it every step
+is wasted work. This module stores it once per distinct frame and feeds it back to training.
 
 Layout of a cache folder::
 
@@ -142,7 +142,7 @@ def metadata_from_json(data: dict[str, Any]) -> VideoMetadata:
 
 
 class FrozenFront(nn.Module):
-    """The cached parts of a Video-LLaMA model: pixels (B, T, C, H, W) -> frame tokens (B, T, N, D).
+    """The cached parts of a Video-LLaMA or VideoBERT model: pixels (B, T, C, H, W) -> frame tokens (B, T, N, D).
     Holds the model's own modules (no copy), so its output is exactly what training would compute."""
 
     def __init__(self, model: nn.Module, parts: Sequence[str]):
