@@ -45,6 +45,9 @@ def videollama_run(tmp_path_factory, mini_data, runs_dir):
 def test_videollama_tiny_trains_and_matches_golden_losses(videollama_run):
     config, results = videollama_run
     assert [r.name for r in results] == ["align", "instruct"]
+    # Trained from cached features, saved (and named for the next stage) as a plain Video-LLaMA.
+    marker = json.loads((results[0].final_dir / STAGE_MARKER).read_text())
+    assert marker["model_class"] == "videovlm.models.videollama.VideoLlamaModel"
     for stage, golden in GOLDEN_VIDEOLLAMA.items():
         got = losses(config.output_dir / stage)
         assert len(got) == 2 and all(torch.isfinite(torch.tensor(got)))

@@ -231,7 +231,8 @@ class Trainer:
         marker = {
             "stage": stage.name,
             "steps": stage.steps,
-            "model_class": class_path(model),
+            # A training-time variant (e.g. the feature-cache one) names the class it saves as.
+            "model_class": class_path(getattr(model, "checkpoint_class", type(model))),
             "eval_loss": eval_loss,
             "skipped": loop.skipped_total,
             "seen": loop.seen_total,

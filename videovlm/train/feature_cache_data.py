@@ -148,6 +148,7 @@ class CachedFeatureVideoLlama(VideoLlamaModel):
     like ``VideoLlamaModel`` (same config, same weights)."""
 
     cached_parts: tuple[str, ...] = ("vision",)
+    checkpoint_class = VideoLlamaModel  # what the next stage loads the saved weights with
 
     def forward(self, *, input_ids, pixel_values=None, frame_features=None, **kwargs):
         return super().forward(input_ids=input_ids, pixel_values=_one_video_input(pixel_values, frame_features, max_frames=self.config.max_frames), **kwargs)
@@ -169,6 +170,7 @@ class CachedFeatureVideoBert(VideoBertModel):
     training sees the same tokens. Saved and loaded exactly like ``VideoBertModel``."""
 
     cached_parts: tuple[str, ...] = ("vision",)
+    checkpoint_class = VideoBertModel
 
     def forward(self, *, input_ids, pixel_values=None, frame_features=None, **kwargs):
         return super().forward(input_ids=input_ids, pixel_values=_one_video_input(pixel_values, frame_features, max_frames=self.config.max_frames), **kwargs)
