@@ -22,20 +22,22 @@ def test_rendered_frames_carry_the_sets_on_screen():
     tool = _tool()
     from videovlm.data.synthetic.vocabulary import COLOR_NAMES, SHAPES
 
-    pixels, labels = tool.rendered_batch(np.random.default_rng(0), 8)
+    pixels, labels, captions = tool.rendered_batch(np.random.default_rng(0), 8)
     assert pixels.shape == (8, 3, 112, 112) and labels.shape == (8, len(COLOR_NAMES) + len(SHAPES))
     colours, shapes = labels[:, : len(COLOR_NAMES)].sum(1), labels[:, len(COLOR_NAMES) :].sum(1)
     # 1-3 objects with distinct colours and distinct shapes: as many colours as shapes on screen.
     assert torch.equal(colours, shapes) and bool(((shapes >= 1) & (shapes <= 3)).all())
-    again, _ = tool.rendered_batch(np.random.default_rng(0), 8)
+    for row, caption in zip(labels, captions):  # the caption names exactly the shapes on screen
+        named = {shape for shape in SHAPES if shape in caption}
+        assert named == {shape for i, shape in enumerate(SHAPES) if row[len(COLOR_NAMES) + i]}
+    again, _, _ = tool.rendered_batch(np.random.default_rng(0), 8)
     assert torch.equal(pixels, again)  # seeded
 
 
 def test_both_towers_train_and_report(capsys):
     tool = _tool()
-    tool.VAL_FRAMES = 16
-    tool.BATCH = 4
-    for arch in ("cnn", "clip"):
-        tool.main(["--arch", arch, "--steps", "2"])
+    tool.VAL_FRAMES, tool.PROBE_TRAIN_FRAMES, tool.BATCH = 16, 16, 4
+    for arch, objective in (("cnn", "labels"), ("clip", "labels"), ("cnn", "contrastive")):
+        tool.main(["--arch", arch, "--objective", objective, "--steps", "2"])
         rows = capsys.readouterr().out.strip().splitlines()
-        assert rows[-1].split()[0] == "2" and rows[-1].count("%") == 2, rows
+        assert objective in rows[0] and rows[-1].split()[0] == "2" and rows[-1].count("%") == 2, rows
