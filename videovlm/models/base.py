@@ -186,17 +186,17 @@ def to_module_dtype(x: torch.Tensor, module: nn.Module) -> torch.Tensor:
 def check_video_inputs(pixel_values: torch.Tensor, frame_mask: torch.Tensor | None, *, max_frames: int) -> torch.Tensor:
     """Validate ``pixel_values (B, T, C, H, W)`` against max_frames and return a bool (B, T)
     frame mask (all True when None)."""
-    return _checked_frames(pixel_values, frame_mask, max_frames=max_frames, name="pixel_values", layout="(B, T, C, H, W)")
+    return _checked_frames(pixel_values, frame_mask, max_frames=max_frames, name="pixel_values", layout="(B, T, C, H, W)", ndim=5)
 
 
 def check_frame_features(frame_features: torch.Tensor, frame_mask: torch.Tensor | None, *, max_frames: int) -> torch.Tensor:
     """Validate cached tower output ``frame_features (B, T, N, D)`` (``features: cached``) the way
     ``check_video_inputs`` validates pixels, and return the bool (B, T) frame mask."""
-    return _checked_frames(frame_features, frame_mask, max_frames=max_frames, name="frame_features", layout="(B, T, N, D)")
+    return _checked_frames(frame_features, frame_mask, max_frames=max_frames, name="frame_features", layout="(B, T, N, D)", ndim=4)
 
 
-def _checked_frames(video: torch.Tensor, frame_mask: torch.Tensor | None, *, max_frames: int, name: str, layout: str) -> torch.Tensor:
-    if not isinstance(video, torch.Tensor) or video.ndim != len(layout.split(",")):
+def _checked_frames(video: torch.Tensor, frame_mask: torch.Tensor | None, *, max_frames: int, name: str, layout: str, ndim: int) -> torch.Tensor:
+    if not isinstance(video, torch.Tensor) or video.ndim != ndim:
         shape = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
         raise ValueError(f"{name}: expected {layout}, got {shape}")
     batch, num_frames = video.shape[:2]
