@@ -107,7 +107,9 @@ class CaptionLoss(nn.Module):
         from videovlm.train.backbones import build_tiny_clip
 
         clip = build_tiny_clip(train_tokenizer(captions, vocab_size=200))
-        self.text, self.processor = clip.model, clip.processor  # only its text side is used
+        self.processor = clip.processor
+        # Only the text side of the recipe's model: the image side is the encoder under test.
+        self.text_model, self.text_projection = clip.model.text_model, clip.model.text_projection
         self.image_projection = nn.Linear(image_dim, clip.model.config.projection_dim, bias=False)
         self.logit_scale = clip.logit_scale
 
@@ -115,7 +117,8 @@ class CaptionLoss(nn.Module):
         from videovlm.train.data import PadCollator
 
         batch = PadCollator({"input_ids": self.processor.tokenizer.pad_token_id})([self.processor.text(c) for c in captions]).inputs
-        text = F.normalize(self.text.get_text_features(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).pooler_output, dim=-1)
+        pooled = self.text_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).pooler_output  # at the first </s>
+        text = F.normalize(self.text_projection(pooled), dim=-1)
         image = F.normalize(self.image_projection(image_features), dim=-1)
         logits = text @ image.T * self.logit_scale.clamp(max=math.log(100.0)).exp()  # (B, B)
         targets = torch.arange(len(logits))
