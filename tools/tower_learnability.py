@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,6 +41,9 @@ from videovlm.data.synthetic.scene import sample_scene
 from videovlm.data.synthetic.vocabulary import COLOR_NAMES, SHAPES
 from videovlm.models.pixels import CLIP_MEAN, CLIP_STD
 from videovlm.models.presets import TINY_IMAGE_SIZE, tiny_clip_vision_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling tool, whatever the working directory
+from probe_visual_path import exact_set_accuracy, linear_probe  # noqa: E402
 
 BATCH = 64
 VAL_FRAMES = 400
@@ -89,14 +94,6 @@ def build_encoder(arch: str, patch_size: int) -> tuple[nn.Module, int]:
     return cnn, 128
 
 
-def exact_set_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
-    predicted = (logits > 0).float()
-    c = len(COLOR_NAMES)
-    colours = (predicted[:, :c] == labels[:, :c]).all(1).float().mean().item()
-    shapes = (predicted[:, c:] == labels[:, c:]).all(1).float().mean().item()
-    return colours, shapes
-
-
 class CaptionLoss(nn.Module):
     """The clip backbone recipe's objective around any image encoder: symmetric InfoNCE between
     projected image features and its tiny text tower's features, in-batch negatives."""
@@ -129,21 +126,6 @@ class CaptionLoss(nn.Module):
 def features(encoder: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
     encoder.eval()
     return torch.cat([encoder(chunk) for chunk in pixels.split(100)])
-
-
-def linear_probe(encoder: nn.Module, train: tuple, val: tuple, *, steps: int = 400) -> tuple[float, float]:
-    """Exact-set accuracies of a linear head trained on the frozen encoder's (standardised) features."""
-    x_train, x_val = features(encoder, train[0]), features(encoder, val[0])
-    mean, std = x_train.mean(0), x_train.std(0) + 1e-5
-    head = nn.Linear(x_train.shape[1], train[1].shape[1])
-    optimizer = torch.optim.Adam(head.parameters(), 1e-2, weight_decay=1e-4)
-    for _ in range(steps):
-        loss = F.binary_cross_entropy_with_logits(head((x_train - mean) / std), train[1])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    with torch.no_grad():
-        return exact_set_accuracy(head((x_val - mean) / std), val[1])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -188,7 +170,8 @@ def main(argv: list[str] | None = None) -> None:
         schedule.step()
         if step % (200 if contrastive else 100) == 0 or step == args.steps:
             if contrastive:
-                colours, shapes = linear_probe(encoder, probe_train, (val_pixels, val_labels))
+                # probe_visual_path's linear probe, on the frozen encoder's features
+                colours, shapes = linear_probe(features(encoder, probe_train[0]), probe_train[1], features(encoder, val_pixels), val_labels)
             else:
                 with torch.no_grad():
                     colours, shapes = exact_set_accuracy(head(features(encoder, val_pixels)), val_labels)
