@@ -59,7 +59,9 @@ def test_jpg_layout_frames_json_failures_and_resume(video_folder, tmp_path, caps
     assert (record["sampler"], record["num_frames"], record["width"], record["height"]) == ("uniform:8", 24, 43, 32)
     assert record["video"] == str(video_folder / "a.mp4")
     names = sorted(p.name for p in (out / "a").iterdir())
-    assert names == [f"{n:06d}.jpg" for n in range(8)] + ["contact_sheet.png", "frames.json"]
+    assert names == [".extract-files.json"] + [f"{n:06d}.jpg" for n in range(8)] + ["contact_sheet.png", "frames.json"]
+    # The hidden record names what extract wrote: all a rerun may ever replace or remove.
+    assert json.loads((out / "a" / ".extract-files.json").read_text())["files"] == names[1:]
     for n, index in enumerate(record["indices"]):
         image = np.asarray(Image.open(out / "a" / f"{n:06d}.jpg"))
         assert image.shape == (32, 43, 3)
@@ -71,13 +73,18 @@ def test_jpg_layout_frames_json_failures_and_resume(video_folder, tmp_path, caps
     (failure,) = read_failures(out / "failures.jsonl")
     assert failure["video"] == str(video_folder / "broken.mp4") and "broken.mp4" in failure["error"]
 
-    # Resume: "a" is gone, "sub/b" lost its frames.json (killed mid-publish) and a killed
-    # run left a half-written temp folder: only "a" and "sub/b" are redone.
+    # Resume: "a" is gone, "sub/b" lost its frames.json (killed mid-publish of a longer
+    # sample, whose record lists a 10th frame) and a killed run left a half-written temp
+    # folder: only "a" and "sub/b" are redone; the user's notes in "sub/b" stay.
     for p in (out / "a").iterdir():
         p.unlink()
     (out / "a").rmdir()
     (out / "sub" / "b" / "frames.json").unlink()
     (out / "sub" / "b" / "000009.jpg").write_bytes(b"stale")
+    owned = out / "sub" / "b" / ".extract-files.json"
+    record_of_b = json.loads(owned.read_text())
+    owned.write_text(json.dumps({**record_of_b, "files": [*record_of_b["files"], "000008.jpg", "000009.jpg"]}))
+    (out / "sub" / "b" / "notes.txt").write_text("mine")
     stale = out / ".partial" / "all" / "00000000"
     stale.mkdir(parents=True)
     (stale / "000000.jpg").write_bytes(b"half")
@@ -85,7 +92,9 @@ def test_jpg_layout_frames_json_failures_and_resume(video_folder, tmp_path, caps
     assert extract(video_folder, out, "--strict") == 1
     assert capsys.readouterr().out.startswith("done 2, skipped 1 (already done), failed 1")
     assert (out / "sub" / "c.v2" / "frames.json").stat().st_mtime_ns == mtime_c
-    assert sorted(p.name for p in (out / "sub" / "b").iterdir()) == [f"{n:06d}.jpg" for n in range(8)] + ["frames.json"]
+    assert sorted(p.name for p in (out / "sub" / "b").iterdir()) == (
+        [".extract-files.json"] + [f"{n:06d}.jpg" for n in range(8)] + ["frames.json", "notes.txt"]
+    )
     assert not (out / ".partial").exists()
     assert len(read_failures(out / "failures.jsonl")) == 1
 

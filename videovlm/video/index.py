@@ -18,6 +18,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from videovlm.paths import file_problem
 from videovlm.video.types import VideoDecodeError, VideoMetadata
 
 
@@ -79,10 +80,10 @@ class _PacketTable:
 
 
 def _check_path(path: Path) -> None:
-    if not path.exists():
-        raise VideoDecodeError(str(path), "no such file")
-    if path.is_dir():
-        raise VideoDecodeError(str(path), "is a directory, not a video file")
+    # A FIFO or device passes here and is refused below by its size, or probed by FFmpeg.
+    problem = file_problem(path, missing="no such file", special_ok=True)
+    if problem is not None:
+        raise VideoDecodeError(str(path), problem)
     if path.stat().st_size == 0:
         raise VideoDecodeError(str(path), "file is empty (0 bytes)")
     if not os.access(path, os.R_OK):

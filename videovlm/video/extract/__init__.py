@@ -11,7 +11,17 @@ the same record). Failures: ``OUTPUT/failures.jsonl`` (``failures-shardIofN.json
 
 A rerun skips videos already done; a video counts as done only once its ``frames.json``
 (or its shard) is in place, written under ``OUTPUT/.partial`` first and renamed.
-Exit code: 0, 1 with ``--strict`` when a video failed, 2 for usage errors.
+Exit code: 0, 1 with ``--strict`` when a video failed, 2 for usage errors, 143 after SIGTERM
+(stopped like Ctrl-C: workers stopped, temporary files removed; a worker also ends by itself
+when the run's process is killed outright).
+
+Nothing extract did not write is removed or overwritten: each video folder keeps a hidden
+``.extract-files.json`` naming the files extract wrote there (all a rerun may replace); a
+user's file where a frame would go fails that video (``OutputConflictError``), and a
+``failures.jsonl`` that is not extract's stops the run. OUTPUT may not be a searched INPUT
+folder nor contain it (a sub-folder of INPUT is fine and left out of the search). Manifest
+paths are relative to the manifest's folder. ``--size`` is capped at 8192 pixels a side and
+4096x4096 pixels a frame; a key part over 251 bytes is one failure line.
 """
 
 from __future__ import annotations
@@ -49,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="INPUT", help="a folder (searched recursively), a glob (quote it), a video, or a manifest (.csv/.json/.jsonl with a 'video' column and optional 'id')")
     parser.add_argument("output", metavar="OUTPUT", help="output folder (created); nothing is written outside it")
     parser.add_argument("--sampler", default="uniform:8", metavar="SPEC", help="frame sampler spec, e.g. uniform:8, segment:8, fps:2,min=4,max=64, headtail:8, clips:16,interval=2,num=4, keyframes:16, with optional ,start=S,end=E,short=repeat|pad|error (default: %(default)s)")
-    parser.add_argument("--size", default=None, metavar="N|WxH", help="resize: N = short side in pixels (aspect kept), WxH = exact size (default: the video's size)")
+    parser.add_argument("--size", default=None, metavar="N|WxH", help="resize: N = short side in pixels (aspect kept), WxH = exact size; at most 8192 a side and 4096x4096 pixels (default: the video's size)")
     parser.add_argument("--format", default="jpg", choices=FORMATS, help="jpg/png folders per video, or wds = webdataset tar shards (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=_default_workers(), metavar="N", help="worker processes (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=600.0, metavar="S", help="seconds per video before its worker is killed and the video counted as failed (default: %(default)s)")

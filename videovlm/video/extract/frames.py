@@ -7,35 +7,70 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from videovlm.paths import write_atomic
+from videovlm.video.extract.publish import FRAMES_JSON, publish_folder, record_owned
 from videovlm.video.samplers.base import spread
 
-FRAMES_JSON = "frames.json"
 CONTACT_SHEET = "contact_sheet.png"
 _PIL_FORMATS = {"jpg": "JPEG", "png": "PNG"}
 _JPEG_QUALITY = 95
 _THUMB_WIDTH = 160
 _CAPTION_HEIGHT = 14
-_DECODE_CHUNK = 64  # frames decoded and held at once per video
+_DECODE_CHUNK = 64  # frames decoded and held at once per video, at most...
+_DECODE_CHUNK_BYTES = 512 << 20  # ...and at most this much decoded RGB (64 1080p frames fit)
 _SHEET_MAX = 64  # thumbnails on a contact sheet, evenly spread over the sample
+
+
+# The largest frame extract makes (--size): memory per decoded-and-resized frame is 3 bytes a
+# pixel, so an unbounded size (100000x100000) would allocate tens of GB per worker. 8192 per
+# side covers 8K; 4096 x 4096 pixels (16.8 MP, 50 MB a frame) covers 4K UHD and DCI 4K.
+MAX_SIDE = 8192
+MAX_PIXELS = 4096 * 4096
+
+
+def _size_problem(width: int, height: int) -> str | None:
+    if max(width, height) > MAX_SIDE:
+        return f"a side over {MAX_SIDE} pixels"
+    if width * height > MAX_PIXELS:
+        return f"{width * height:,} pixels, over the cap of {MAX_PIXELS:,} (4096x4096)"
+    return None
 
 
 @dataclass(frozen=True)
 class FrameSize:
     """Output frame size: ``short_side`` scales the short side to that many pixels keeping
-    the aspect ratio; ``width``/``height`` give an exact size. All None: the video's size."""
+    the aspect ratio; ``width``/``height`` give an exact size. All None: the video's size.
+    Sizes are capped (``MAX_SIDE`` per side, ``MAX_PIXELS`` per frame): ``ValueError``."""
 
     short_side: int | None = None
     width: int | None = None
     height: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.width is None) != (self.height is None):
+            raise ValueError(f"--size: give both width and height, got {self.width}x{self.height}")
+        given = [v for v in (self.short_side, self.width, self.height) if v is not None]
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in given):
+            raise ValueError(f"--size {self.text()}: sizes must be whole numbers >= 1 pixel")
+        if self.short_side is not None:
+            # The long side is at least the short one: N x N is the least a short side of N gives.
+            problem = _size_problem(self.short_side, self.short_side)
+        else:
+            problem = _size_problem(self.width, self.height) if self.width is not None else None
+        if problem is not None:
+            raise ValueError(f"--size {self.text()}: {problem}")
+
+    def text(self) -> str:
+        """The ``--size`` spelling of this size."""
+        return str(self.short_side) if self.short_side is not None else f"{self.width}x{self.height}"
 
     @classmethod
     def parse(cls, text: str) -> FrameSize:
@@ -50,12 +85,17 @@ class FrameSize:
         return cls(width=values[0], height=values[1]) if x else cls(short_side=values[0])
 
     def for_source(self, width: int, height: int) -> tuple[int, int]:
-        """``(width, height)`` of the output for a ``width`` x ``height`` video."""
+        """``(width, height)`` of the output for a ``width`` x ``height`` video; a short side
+        that makes the long side of a very elongated video too large raises ``ValueError``."""
         if self.width is not None and self.height is not None:
             return self.width, self.height
         if self.short_side is not None:
             scale = self.short_side / min(width, height)
-            return max(1, round(width * scale)), max(1, round(height * scale))
+            size = max(1, round(width * scale)), max(1, round(height * scale))
+            problem = _size_problem(*size)
+            if problem is not None:
+                raise ValueError(f"--size {self.short_side} makes this {width}x{height} video {size[0]}x{size[1]}: {problem}")
+            return size
         return width, height
 
 
@@ -109,6 +149,7 @@ def extract_video(job: ExtractJob) -> ExtractResult:
             staging.mkdir(parents=True)
             record = _decode_and_encode(job, lambda name, data: (staging / name).write_bytes(data))
             (staging / FRAMES_JSON).write_text(json.dumps(record), encoding="utf-8")
+            record_owned(staging, (p.name for p in staging.iterdir()))
             publish_folder(staging, Path(job.final_dir))
             return ExtractResult(key=job.key, path=job.path, record=record)
         files: dict[str, bytes] = {}
@@ -137,9 +178,10 @@ def _decode_and_encode(job: ExtractJob, emit: Callable[[str, bytes], object]) ->
         out_width, out_height = job.size.for_source(metadata.width, metadata.height)
         on_sheet = set(spread(min(_SHEET_MAX, len(sample)), len(sample))) if job.contact_sheet else set()
         # In chunks: an fps sampler over a long video may pick thousands of frames, which
-        # must not all sit decoded in memory at once.
-        for chunk_start in range(0, len(sample.indices), _DECODE_CHUNK):
-            batch = reader.get_frames(sample.indices[chunk_start : chunk_start + _DECODE_CHUNK])
+        # must not all sit decoded in memory at once (fewer per chunk for 4K and 8K videos).
+        chunk = max(1, min(_DECODE_CHUNK, _DECODE_CHUNK_BYTES // (3 * metadata.width * metadata.height)))
+        for chunk_start in range(0, len(sample.indices), chunk):
+            batch = reader.get_frames(sample.indices[chunk_start : chunk_start + chunk])
             for offset, frame in enumerate(batch.frames.numpy()):
                 image = Image.fromarray(np.ascontiguousarray(frame))
                 if image.size != (out_width, out_height):
@@ -216,38 +258,3 @@ def contact_sheet(thumbnails: list[Image.Image], pts, indices, valid) -> bytes:
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary name beside ``path``, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
-
-
-def publish_folder(staging: Path, final: Path) -> None:
-    """Make ``staging`` the video's output folder ``final`` so that ``final/frames.json``
-    (the "done" mark) exists only once every file is in place.
-
-    Usually one atomic rename. When ``final`` already exists (a folder that other keys
-    nest under, or what a killed run left behind), its old files are removed and the new
-    ones moved in one by one, ``frames.json`` last; sub-folders (other keys) stay.
-    """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.rename(staging, final)
-        return
-    except OSError:
-        if not final.is_dir():
-            raise
-    done_mark = final / FRAMES_JSON
-    done_mark.unlink(missing_ok=True)
-    new_names = {p.name for p in staging.iterdir()}
-    for old in final.iterdir():
-        if old.is_file() and old.name not in new_names:
-            old.unlink()
-    for name in sorted(new_names - {FRAMES_JSON}):
-        os.replace(staging / name, final / name)
-    os.replace(staging / FRAMES_JSON, done_mark)
-    staging.rmdir()

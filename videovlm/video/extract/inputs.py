@@ -13,15 +13,20 @@ import glob
 import hashlib
 import json
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterable
+
+from videovlm.paths import file_problem, real_path
 
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp", ".ogv"}
 )
 MANIFEST_SUFFIXES = frozenset({".csv", ".json", ".jsonl"})
 _GLOB_CHARS = set("*?[")
+# File systems allow 255 bytes per name; a key's last part also gets ".png" appended (a wds
+# contact sheet), so key parts may have 251 bytes.
+MAX_KEY_PART_BYTES = 255 - len(".png")
 
 
 class ExtractUsageError(ValueError):
@@ -58,7 +63,20 @@ def key_problem(key: str) -> str | None:
             return f"key {key!r} contains {part!r} (it would be written outside its folder)"
         if part.startswith("."):
             return f"key {key!r} has a component starting with '.' (reserved for temporary files)"
+        if len(_name_bytes(part)) > MAX_KEY_PART_BYTES:
+            return (
+                f"key {key[:60]!r}... has a component of {len(_name_bytes(part))} bytes, over the "
+                f"{MAX_KEY_PART_BYTES} a file name can have here; give the video a shorter 'id'"
+            )
     return None
+
+
+def _name_bytes(text: str) -> bytes:
+    """``text`` as the file system gets it (undecodable bytes of a file name come back as they were)."""
+    try:
+        return os.fsencode(text)
+    except UnicodeEncodeError:  # a lone surrogate from a manifest's JSON escapes
+        return text.encode("utf-8", "surrogatepass")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -76,7 +94,8 @@ def parse_shard(text: str) -> tuple[int, int]:
 def shard_of(key: str, num_shards: int) -> int:
     """The shard a key belongs to: a hash of the key, so a video stays in its shard when
     other videos are added or removed, and every machine computes the same split."""
-    digest = hashlib.sha1(key.encode("utf-8")).digest()
+    # surrogatepass: a key from an undecodable file name hashes too (valid text is unchanged).
+    digest = hashlib.sha1(key.encode("utf-8", "surrogatepass")).digest()
     return int.from_bytes(digest[:8], "big") % num_shards
 
 
@@ -119,15 +138,13 @@ def _is_video(path: Path) -> bool:
 
 
 def _under(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder)
-        return True
-    except ValueError:
-        return False
+    # real_path, not Path.resolve: a symlink loop among the videos must not raise here.
+    real = real_path(path)
+    return real == folder or folder in real.parents
 
 
 def _scan_folder(folder: Path, output: Path) -> list[VideoEntry]:
-    output = output.resolve()
+    output = real_path(output)
     entries = []
     for root, dirs, files in os.walk(folder):
         root_path = Path(root)
@@ -151,7 +168,7 @@ def _glob_base(pattern: str) -> Path:
 
 def _scan_glob(pattern: str, output: Path) -> list[VideoEntry]:
     base = _glob_base(pattern)
-    output = output.resolve()
+    output = real_path(output)
     paths = sorted(Path(p) for p in glob.glob(pattern, recursive=True))
     return [_entry(p, _key_from_path(p, base)) for p in paths if _is_video(p) and not _under(p, output)]
 
@@ -213,17 +230,42 @@ def _scan_manifest(path: Path) -> list[VideoEntry]:
     return entries
 
 
+def check_placement(folder: Path, output: Path) -> None:
+    """Raise ``ExtractUsageError`` when a searched INPUT ``folder`` (a folder, a glob's fixed
+    part) is OUTPUT or lies inside it. OUTPUT inside INPUT is fine: the search leaves it out.
+
+    Refused rather than half done: the search leaves out everything inside OUTPUT, so with
+    OUTPUT = INPUT every sub-folder would be skipped in silence, and the frame folders
+    (OUTPUT/<key>/) would sit among the videos.
+    """
+    source, target = real_path(folder), real_path(output)
+    if source == target:
+        raise ExtractUsageError(
+            f"OUTPUT {output} is the INPUT folder {folder} itself: its sub-folders would be skipped as output and "
+            "the frames written among the videos; choose a separate OUTPUT (one inside INPUT is left out of the search)"
+        )
+    if target in source.parents:
+        raise ExtractUsageError(
+            f"INPUT {folder} lies inside OUTPUT {output}: the search leaves OUTPUT out, so no video would be "
+            "found; choose an OUTPUT outside INPUT (or inside it)"
+        )
+
+
 def list_inputs(input_spec: str, *, output: Path) -> list[VideoEntry]:
     """Every video named by INPUT, sorted by key; raises ``ExtractUsageError`` when INPUT is
-    missing, an unreadable manifest, or names no video."""
+    missing, an unreadable manifest, names no video, or is searched where OUTPUT is
+    (``check_placement``)."""
     path = Path(input_spec)
+    output = Path(output)
     if path.is_dir():
+        check_placement(path, output)
         entries = _scan_folder(path, output)
     elif path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
         entries = _scan_manifest(path)
     elif path.exists() and _is_video(path):
         entries = [_entry(path, path.stem)]
     elif _GLOB_CHARS & set(input_spec):
+        check_placement(_glob_base(input_spec), output)
         entries = _scan_glob(input_spec, output)
     elif path.exists():
         raise ExtractUsageError(
@@ -231,7 +273,7 @@ def list_inputs(input_spec: str, *, output: Path) -> list[VideoEntry]:
             f"or a manifest ({', '.join(sorted(MANIFEST_SUFFIXES))})"
         )
     else:
-        raise ExtractUsageError(f"INPUT {input_spec}: no such file or folder")
+        raise ExtractUsageError(f"INPUT {input_spec}: {file_problem(path, missing='no such file or folder')}")
     if not entries:
         raise ExtractUsageError(f"INPUT {input_spec}: no videos found")
     return sorted(entries, key=lambda e: (e.key, e.path))

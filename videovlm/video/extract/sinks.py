@@ -11,6 +11,30 @@ from pathlib import Path, PurePosixPath
 import webdataset as wds
 from webdataset.tariterators import base_plus_ext
 
+from videovlm.video.extract.inputs import ExtractUsageError
+
+_FAILURE_FIELDS = {"video", "key", "error"}
+
+
+def check_failure_log(path: Path) -> None:
+    """Raise ``ExtractUsageError`` when ``path`` exists but is not a failure log extract wrote
+    (judged by its first line): each run rewrites the log, and must not rewrite a user's file."""
+    if not os.path.lexists(path):
+        return
+    item = None  # a folder, a link or a special file is never extract's log
+    if path.is_file() and not path.is_symlink():
+        try:
+            with open(path, encoding="utf-8") as handle:
+                first = handle.readline()
+            item = json.loads(first) if first.strip() else {}
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            item = None
+    if not isinstance(item, dict) or not set(item) <= _FAILURE_FIELDS:
+        raise ExtractUsageError(
+            f"{path}: exists and is not a failure log written by extract, which rewrites this file on every run; "
+            "move it away or choose another OUTPUT"
+        )
+
 
 class FailureLog:
     """``failures.jsonl``: one ``{"video", "key", "error"}`` line per failed video, flushed
