@@ -184,6 +184,19 @@ def test_gradients_reach_every_trainable_parameter(name):
 
 
 @pytest.mark.parametrize("name", CASES)
+def test_trains_on_frame_tokens_that_need_no_grad(name):
+    """Behind a frozen vision tower the tokens need no grad; only the encoder's parameters do
+    (Conv3dDownsample used to crash here: torch's GroupNorm backward on a channels-last grid)."""
+    encoder = build(name)
+    if not list(encoder.parameters()):
+        pytest.skip("nothing to train")
+    frames, mask = padded_batch()
+    out = encoder(frames, mask)
+    (out.tokens * out.mask[..., None]).square().sum().backward()
+    assert all(param.grad is not None for param in encoder.parameters())
+
+
+@pytest.mark.parametrize("name", CASES)
 def test_config_round_trip_through_json(name):
     encoder = build(name)
     as_json = json.dumps(encoder.config_dict())

@@ -63,6 +63,10 @@ class _FrameConvBlock(nn.Module):
         self.activation = nn.SiLU()
 
     def forward(self, images: Tensor) -> Tensor:  # (B*T, C, h, w)
+        # Tokens rearranged into a grid are channels-last in memory; torch 2.13's CPU GroupNorm
+        # backward crashes (segfault) on such an input when it needs no grad (a frozen tower's
+        # tokens), so the block works on a contiguous copy.
+        images = images.contiguous()
         return images + self.pointwise(self.activation(self.depthwise(self.norm(images))))
 
 
