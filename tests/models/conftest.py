@@ -49,3 +49,23 @@ def qa_and_caption_batch(model, frames):
         model.processor(VideoCaption("v1", Path("v1.mp4"), "a red circle moves to the left.", 2.0), frames=frames),
     ]
     return model.processor.collate(items)
+
+
+def tiny_conv_config(kind: str, **overrides):
+    """A tiny ConvNeXt / ConvNeXt V2 / ResNet: 2 stages of 16 and 32 channels, total stride 8
+    (a 64 px frame gives an 8x8 last feature map: 1 pooled + 64 tokens of 32 channels)."""
+    from transformers import ConvNextConfig, ConvNextV2Config, ResNetConfig
+
+    if kind == "resnet":
+        return ResNetConfig(**{"depths": [1, 1], "hidden_sizes": [16, 32], "embedding_size": 8, **overrides})
+    config_class = {"convnext": ConvNextConfig, "convnextv2": ConvNextV2Config}[kind]
+    return config_class(**{"num_stages": 2, "depths": [1, 1], "hidden_sizes": [16, 32], **overrides})
+
+
+def conv_vision(kind: str = "convnext", *, image_size: int = 32, select: str = "all", feature_layer: int = -1):
+    """A conv tower config built from ``tiny_conv_config(kind)`` at ``image_size`` px, ImageNet mean/std."""
+    from videovlm.models import PixelConfig, VisionTowerConfig
+    from videovlm.models.pixels import IMAGENET_MEAN, IMAGENET_STD
+
+    pixel = PixelConfig(image_size=image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    return VisionTowerConfig(hf_config=tiny_conv_config(kind).to_dict(), pixel=pixel, select=select, feature_layer=feature_layer)

@@ -127,6 +127,40 @@ def test_cached_training_matches_on_the_fly(tokenizer, videos, tmp_path):
     assert type(load_pretrained(model.save_pretrained(tmp_path / "final"))) is VideoLlamaModel
 
 
+def test_cached_training_matches_on_the_fly_with_a_conv_tower(tokenizer, videos, tmp_path):
+    """A frozen ConvNeXt tower (pooled vector + 4x4 feature map per frame) caches the same way:
+    the cached features are the tower's own output and the training losses are identical."""
+    from tests.models.conftest import conv_vision
+    from tests.qa.conftest import micro_language
+    from videovlm.models import VideoLlamaConfig, VideoLlamaModel, set_trainable
+    from videovlm.video.samplers import parse_sampler
+
+    def conv_model():
+        torch.manual_seed(0)
+        temporal = {"_component_": "videovlm.models.temporal.VideoQFormer", "num_queries": 2, "max_frames": 4, "num_layers": 1, "num_heads": 2}
+        config = VideoLlamaConfig(vision=conv_vision("convnext"), llm=micro_language("causal", tokenizer), temporal=temporal, max_frames=4)
+        model = VideoLlamaModel(config, tokenizer=tokenizer)
+        set_trainable(model, PARTS)
+        return model
+
+    online = conv_model()
+    online_losses = _train(online, _base_dataset(online, videos))
+    model = conv_model()
+    cache = FeatureCache(tmp_path / "cache")
+    namespace = model_namespace(model, ["vision"])
+    precompute(cache=cache, namespace=namespace, front=FrozenFront(model, ["vision"]), processor=model.processor,
+               videos=videos, sampler=parse_sampler(SAMPLER), sampler_spec=SAMPLER)
+    dataset = _base_dataset(model, videos)
+    item = dataset[(0, 0)]
+    model, (cached,) = use_cached_features(model=model, datasets=[dataset], cache_dir=tmp_path / "cache", trainable=PARTS, on_miss="error")
+    features = cached[(0, 0)]["frame_features"]
+    assert features.shape == (3, 1 + 4 * 4, 32)  # (T, pooled + h*w, C)
+    with torch.no_grad():
+        assert torch.equal(features, online.vision(item["pixel_values"][None].float())[0])
+    cached_losses = _train(model, cached)
+    assert cached.misses == 0 and cached_losses == online_losses
+
+
 def test_videobert_trains_from_cached_tower_features(tokenizer, videos, tmp_path):
     """VideoBERT's frozen tower output is cached the same way: each frame is still quantised
     to its visual word, so the losses equal training on decoded pixels; saves as VideoBERT."""
