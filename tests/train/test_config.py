@@ -73,6 +73,32 @@ def test_errors_name_their_key_path(video_set, tmp_path):
     ]
 
 
+def test_mistyped_structure_and_values_are_problems_not_tracebacks(video_set, tmp_path):
+    """`stages: abc`, a dataset `manifest: 12`, `lr: .nan`, `hidden: ten` are listed by key path."""
+    assert problems_of(recipe_dict(video_set, tmp_path / "out"), "stages=abc") == ["stages: expected a list, got str 'abc'"]
+    assert problems_of(recipe_dict(video_set, tmp_path / "out"), "stages.0.data=3")[0].startswith("stages[0].data: expected a mapping")
+    problems = problems_of(
+        recipe_dict(video_set, tmp_path / "out"),
+        "stages.0.data.train.0.manifest=12",
+        "stages.0.lr=.nan",
+        "stages.1.min_lr_ratio=.inf",
+        "model.hidden=ten",
+    )
+    text = "\n".join(problems)
+    assert "stages[0].data.train[0].manifest: expected a path string, got int 12" in text
+    assert "stages[0].lr: expected a finite number, got nan" in text
+    assert "stages[1].min_lr_ratio: expected a finite number, got inf" in text
+    assert "model.hidden: expected an integer, got str 'ten'" in text
+
+
+def test_output_dir_that_is_a_file_is_caught_before_building(video_set, tmp_path):
+    a_file = tmp_path / "taken"
+    a_file.write_text("not a folder")
+    assert problems_of(recipe_dict(video_set, a_file)) == [f"output_dir: {a_file} is a file, not a folder"]
+    inside = a_file / "run"
+    assert problems_of(recipe_dict(video_set, inside)) == [f"output_dir: {inside} is inside {a_file}, which is a file, not a folder"]
+
+
 def test_missing_required_and_bad_deepspeed_combinations(video_set, tmp_path):
     data = recipe_dict(video_set, tmp_path / "out")
     del data["stages"][0]["lr"]
@@ -83,10 +109,10 @@ def test_missing_required_and_bad_deepspeed_combinations(video_set, tmp_path):
 
 def test_disallowed_component_is_refused(video_set, tmp_path):
     problems = problems_of(recipe_dict(video_set, tmp_path / "out"), "model._component_=os.system")
-    assert any("model._component_" in p and "'os.system' is not in an allowed package" in p for p in problems)
-    with pytest.raises(ComponentError, match="not in an allowed package"):
+    assert any("model._component_" in p and "'os.system' is outside the allowed packages" in p for p in problems)
+    with pytest.raises(ComponentError, match="outside the allowed packages"):
         instantiate({"_component_": "subprocess.run", "args": ["true"]})
-    with pytest.raises(ComponentError, match="not in an allowed package"):
+    with pytest.raises(ComponentError, match="outside the allowed packages"):
         instantiate({"_component_": "videovlmevil.x"})  # a prefix match must end at a dot
     optimizer = instantiate({"_component_": "torch.optim.SGD", "momentum": 0.5}, params=[torch.nn.Parameter(torch.zeros(2))], lr=0.1)
     assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["momentum"] == 0.5
@@ -165,7 +191,7 @@ def test_dry_run_prints_the_plan(recipe, capsys):
     assert "parameters: 272 trainable, 132 frozen (404 total)" in out  # temporal
     assert "(16 items)" in out and '"zero_optimization": {"stage": 2}' in out
     assert main(["train", str(recipe), "--dry-run", "model._component_=os.system", *ALLOW]) == 2
-    assert "not in an allowed package" in capsys.readouterr().err
+    assert "outside the allowed packages" in capsys.readouterr().err
 
 
 def test_recipe_yaml_starts_with_its_command(recipe):

@@ -8,7 +8,6 @@ in a saved ``config.json`` or a recipe is reported as ``vision.image_size: expec
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import types
 import typing
 from typing import Any, TypeVar, Union
@@ -110,25 +109,20 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     return value
 
 
-# Temporal encoders (and anything else a family config names by dotted path) may come only
-# from these packages, so a saved config.json cannot make us import arbitrary code.
-ALLOWED_COMPONENT_PREFIXES = ("videovlm.models.temporal.", "videovlm.models.")
+# Temporal encoders named by a saved config.json may come only from this package, and must
+# be ``TemporalEncoder`` subclasses, so a config file cannot make us build anything else.
+TEMPORAL_ENCODER_PACKAGES = ("videovlm.models.temporal.",)
 
 
-def resolve_component(path: str, *, where: str = "_component_") -> type:
-    """Import the class named by a dotted ``_component_`` path (allowed packages only)."""
-    if not isinstance(path, str) or "." not in path:
-        raise ModelConfigError(f"{where}: expected a dotted class path, got {path!r}")
-    if not path.startswith(ALLOWED_COMPONENT_PREFIXES):
-        raise ModelConfigError(
-            f"{where}: {path!r} is outside the allowed packages ({', '.join(ALLOWED_COMPONENT_PREFIXES)})"
-        )
-    module_name, _, attr = path.rpartition(".")
+def resolve_temporal_encoder_class(path: Any, *, where: str = "_component_") -> type:
+    """The temporal encoder class a ``_component_`` path names (``videovlm.components`` rules)."""
+    from videovlm.components import ComponentError, resolve_component
+    from videovlm.models.temporal.base import TemporalEncoder
+
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        raise ModelConfigError(f"{where}: cannot import module {module_name!r} ({e})") from e
-    obj = getattr(module, attr, None)
-    if not isinstance(obj, type):
-        raise ModelConfigError(f"{where}: {module_name} has no class {attr!r}")
-    return obj
+        cls = resolve_component(path, allowed=TEMPORAL_ENCODER_PACKAGES, where=where)
+    except (ComponentError, ImportError) as e:
+        raise ModelConfigError(str(e)) from None
+    if not (isinstance(cls, type) and issubclass(cls, TemporalEncoder)):
+        raise ModelConfigError(f"{where}: {path!r} is not a temporal encoder class (a videovlm.models.temporal.TemporalEncoder)")
+    return cls

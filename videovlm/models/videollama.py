@@ -27,7 +27,7 @@ from videovlm.models.base import (
     splice_visual_tokens,
     to_module_dtype,
 )
-from videovlm.models.configs import ModelConfigError, resolve_component
+from videovlm.models.configs import ModelConfigError, resolve_temporal_encoder_class
 from videovlm.models.language import (
     LanguageModelConfig,
     LoraSettings,
@@ -82,7 +82,7 @@ class VideoLlamaConfig:
 
 def build_temporal_encoder(spec: dict, *, input_dim: int, where: str = "temporal") -> nn.Module:
     """Instantiate ``spec['_component_']`` with the spec's kwargs and the frame-token width."""
-    cls = resolve_component(spec["_component_"], where=f"{where}._component_")
+    cls = resolve_temporal_encoder_class(spec["_component_"], where=f"{where}._component_")
     kwargs = {k: v for k, v in spec.items() if k != "_component_"}
     if kwargs.setdefault("input_dim", input_dim) != input_dim:
         raise ModelConfigError(f"{where}.input_dim: {kwargs['input_dim']} but the frame tokens are {input_dim}-d")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import re
 import types
 import typing
@@ -35,7 +36,8 @@ from typing import Any, Literal
 import yaml
 
 from videovlm.train.feature_cache_cli import FeatureCacheConfig
-from videovlm.train.instantiate import COMPONENT_KEY, DEFAULT_ALLOWED_PACKAGES, ComponentError, is_component, resolve_component
+from videovlm.components import COMPONENT_KEY, ComponentError, find_forbidden_keys, is_component, resolve_component
+from videovlm.train.instantiate import DEFAULT_ALLOWED_PACKAGES, WIDEN_HINT
 
 Component = dict[str, Any]  # a mapping with a ``_component_`` dotted path plus keyword arguments
 
@@ -240,6 +242,8 @@ def _convert(value: Any, tp: Any, path: str, problems: list[str]) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             problems.append(f"{path}: expected a number, got {type(value).__name__} {value!r}")
             return value
+        if not math.isfinite(value):
+            problems.append(f"{path}: expected a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -292,23 +296,26 @@ def check_component(
     """Check a component mapping against the signature of what it names.
 
     ``injected`` are keyword arguments the engine supplies (e.g. ``processor``, ``seed``),
-    so the recipe need not give them. Arguments annotated ``Path`` must exist on disk.
+    so the recipe need not give them. Arguments are checked against their annotations where
+    those are plain types (``int``, ``float``, ``Path``, ``Literal``...); ``Path`` arguments
+    must exist on disk. Components nested at any depth (in mappings or lists) are checked
+    the same way, since ``instantiate`` builds them all.
     """
     if not is_component(cfg):
         problems.append(f"{path}: expected a mapping with a {COMPONENT_KEY!r} key, got {cfg!r}")
         return
     try:
-        target = resolve_component(cfg[COMPONENT_KEY], allowed_packages=allowed_packages)
+        target = resolve_component(cfg[COMPONENT_KEY], allowed=allowed_packages, hint=WIDEN_HINT)
     except (ComponentError, ImportError) as error:
         problems.append(f"{path}.{COMPONENT_KEY}: {error}")
         return
     for key, value in cfg.items():
-        if is_component(value):
-            check_component(value, f"{path}.{key}", problems, allowed_packages=allowed_packages)
+        if key != COMPONENT_KEY:
+            _check_nested_components(value, f"{path}.{key}", problems, allowed_packages)
     try:
         signature = inspect.signature(target)
     except (TypeError, ValueError):
-        return  # builtins without a signature: nothing more to check
+        return  # no signature to check against
     params = signature.parameters
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     given = set(cfg) - {COMPONENT_KEY}
@@ -324,12 +331,37 @@ def check_component(
             problems.append(f"{path}.{name}: missing required argument of {cfg[COMPONENT_KEY]}")
     try:
         hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
-    except Exception:  # unresolvable annotations in third-party code: skip the file checks
+    except Exception:  # unresolvable annotations: skip the type and file checks
         hints = {}
-    for name in given:
-        value = cfg[name]
-        if _is_path_type(hints.get(name)) and isinstance(value, (str, Path)) and not Path(value).exists():
-            problems.append(f"{path}.{name}: file not found: {value}")
+    for name in sorted(given & set(hints)):
+        _check_argument(cfg[name], hints[name], f"{path}.{name}", problems)
+
+
+def _check_nested_components(value: Any, path: str, problems: list[str], allowed_packages: Sequence[str]) -> None:
+    if is_component(value):
+        check_component(value, path, problems, allowed_packages=allowed_packages)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_nested_components(item, f"{path}.{key}", problems, allowed_packages)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_nested_components(item, f"{path}[{index}]", problems, allowed_packages)
+
+
+def _check_argument(value: Any, hint: Any, path: str, problems: list[str]) -> None:
+    """A recipe argument against its annotation: the type where the annotation is made of
+    plain types (anything else, e.g. a module or callable type, is left to the component),
+    and existence on disk for ``Path`` arguments."""
+    if is_component(value):
+        return  # built at run time; checked above
+    found: list[str] = []
+    try:
+        _convert(value, hint, path, found)
+    except TypeError:  # an annotation this schema does not model
+        return
+    problems.extend(found)
+    if not found and _is_path_type(hint) and isinstance(value, (str, Path)) and not Path(value).exists():
+        problems.append(f"{path}: file not found: {value}")
 
 
 def _is_path_type(tp: Any) -> bool:
@@ -350,24 +382,50 @@ def validate(
     source: str = "",
 ) -> TrainConfig:
     """Turn a raw mapping into a ``TrainConfig`` or raise ``ConfigError`` listing every problem."""
-    problems: list[str] = []
+    problems = [
+        f"{key}: not allowed in a recipe (videovlm never runs code shipped with a checkpoint)"
+        for key in find_forbidden_keys(data)
+    ]
     config = _build_dataclass(TrainConfig, dict(data), "", problems)
     if config is None:
         raise ConfigError(problems, source=source)
     types_ok = not problems  # range checks below compare values, so they need the right types
     check_component(config.model, "model", problems, allowed_packages=allowed_packages)
     check_component(config.optimizer, "optimizer", problems, allowed_packages=allowed_packages, injected=OPTIMIZER_INJECTED)
-    for i, stage in enumerate(config.stages):
-        if stage is not None and stage.data is not None:
-            for split in ("train", "val"):
-                for j, component in enumerate(getattr(stage.data, split)):
-                    where = f"stages[{i}].data.{split}[{j}]"
-                    check_component(component, where, problems, allowed_packages=allowed_packages, injected=DATASET_INJECTED)
+    for where, component in _dataset_components(config):
+        check_component(component, where, problems, allowed_packages=allowed_packages, injected=DATASET_INJECTED)
     if types_ok:
         _check_ranges(config, problems)
+        _check_output_dir(config.output_dir, problems)
     if problems:
         raise ConfigError(problems, source=source)
     return config
+
+
+def _dataset_components(config: TrainConfig) -> list[tuple[str, Any]]:
+    """(key path, component) of every stage's datasets, as far as the types allow (a
+    mistyped ``stages`` or ``data`` has been reported already)."""
+    found = []
+    stages = config.stages if isinstance(config.stages, list) else []
+    for i, stage in enumerate(stages):
+        data = getattr(stage, "data", None)
+        if not isinstance(data, StageData):
+            continue
+        for split in ("train", "val"):
+            components = getattr(data, split)
+            for j, component in enumerate(components if isinstance(components, list) else []):
+                found.append((f"stages[{i}].data.{split}[{j}]", component))
+    return found
+
+
+def _check_output_dir(output_dir: Path, problems: list[str]) -> None:
+    """output_dir must be a folder or creatable as one: caught here, not after the model is built."""
+    for ancestor in (output_dir, *output_dir.parents):
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                what = "is a file" if ancestor == output_dir else f"is inside {ancestor}, which is a file"
+                problems.append(f"output_dir: {output_dir} {what}, not a folder")
+            return
 
 
 def _check_ranges(config: TrainConfig, problems: list[str]) -> None:

@@ -42,7 +42,8 @@ from videovlm.train.data import (
 from videovlm.train.deepspeed_config import build_deepspeed_config
 from videovlm.train.feature_cache_cli import apply_feature_cache
 from videovlm.train.distributed import DistInfo, barrier, init_distributed
-from videovlm.train.instantiate import DEFAULT_ALLOWED_PACKAGES, instantiate, resolve_component
+from videovlm.components import ComponentError, resolve_component
+from videovlm.train.instantiate import DEFAULT_ALLOWED_PACKAGES, instantiate
 from videovlm.train.metrics import MetricsLogger, plot_loss_curve, read_metrics
 from videovlm.train.parts import apply_trainable_parts, model_processor, trainable_parts_in_eval
 
@@ -96,9 +97,7 @@ def build_stage_model(config: TrainConfig, previous_final: Path | None, *, allow
     if previous_final is None:
         model = instantiate(config.model, allowed_packages=allowed_packages)
     else:
-        marker = json.loads((previous_final / STAGE_MARKER).read_text())
-        cls = resolve_component(marker["model_class"], allowed_packages=allowed_packages, where=str(previous_final / STAGE_MARKER))
-        model = cls.from_pretrained(previous_final)
+        model = stage_model_class(previous_final, allowed_packages=allowed_packages).from_pretrained(previous_final)
     if not isinstance(model, nn.Module):
         raise TrainingError(f"model: {config.model.get('_component_')} returned {type(model).__name__}, not a torch nn.Module")
     for method in ("save_pretrained", "from_pretrained"):
@@ -107,11 +106,29 @@ def build_stage_model(config: TrainConfig, previous_final: Path | None, *, allow
     return model
 
 
+def stage_model_class(final_dir: Path, *, allowed_packages: Sequence[str]) -> type[nn.Module]:
+    """The model class a finished stage recorded in ``final/training_stage.json``. The file
+    sits in the run folder, so it is checked like a recipe: an allowed ``nn.Module`` class."""
+    marker_path = final_dir / STAGE_MARKER
+    try:
+        marker = json.loads(marker_path.read_text())
+        path = marker["model_class"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
+        raise TrainingError(f"{marker_path}: not a readable stage marker with a 'model_class' ({type(error).__name__}: {error})") from None
+    try:
+        cls = resolve_component(path, allowed=allowed_packages, where=str(marker_path))
+    except ComponentError as error:
+        raise TrainingError(str(error)) from None
+    if not (inspect.isclass(cls) and issubclass(cls, nn.Module)):
+        raise TrainingError(f"{marker_path}: model_class {path!r} is not a torch nn.Module class")
+    return cls
+
+
 def build_datasets(components: Sequence[dict], *, processor: Any, train: bool, seed: int, allowed_packages: Sequence[str]) -> list[Any]:
     """Instantiate dataset components, passing the engine's arguments each one accepts."""
     datasets = []
     for component in components:
-        target = resolve_component(component["_component_"], allowed_packages=allowed_packages)
+        target = resolve_component(component["_component_"], allowed=allowed_packages)
         params = inspect.signature(target).parameters
         offered = {"processor": processor, "train": train, "seed": seed}
         extra = {k: v for k, v in offered.items() if k in params and k not in component}

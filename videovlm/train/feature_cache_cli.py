@@ -139,9 +139,11 @@ def cache_recipe_features(
 
 
 def run(args: argparse.Namespace) -> int:
+    from videovlm.components import ComponentError
+    from videovlm.train.checkpoint import CheckpointError
     from videovlm.train.config import ConfigError
+    from videovlm.train.engine import TrainingError
     from videovlm.train.feature_cache import FeatureCacheError
-    from videovlm.train.instantiate import ComponentError
 
     allowed = (*DEFAULT_ALLOWED_PACKAGES, *args.allow_package)
     bad = [o for o in args.overrides if "=" not in o]
@@ -152,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
             args.recipe, args.overrides, split=args.split, stage_name=args.stage, cache_dir=args.cache_dir,
             allowed_packages=allowed, progress=not args.no_progress,
         )
-    except (ConfigError, ComponentError, FeatureCacheError, ValueError, OSError) as error:
+    except (ConfigError, ComponentError, FeatureCacheError, TrainingError, CheckpointError, ValueError, OSError) as error:
         print(f"videovlm cache-features: {error}", file=sys.stderr)
         return 2
     computed = sum(r.computed for r in reports)

@@ -13,60 +13,27 @@ config itself (a config that could widen its own allow-list would make the list 
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-COMPONENT_KEY = "_component_"
+from videovlm.components import COMPONENT_KEY, ComponentError, is_component, resolve_component
 
-# Prefixes of importable dotted paths. ``torch.optim.`` and ``torch.nn.`` cover optimizers
-# and layers; ``transformers.`` covers Hugging Face model classes / ``from_pretrained``.
-DEFAULT_ALLOWED_PACKAGES: tuple[str, ...] = ("videovlm.", "torch.optim.", "torch.nn.", "transformers.")
+__all__ = ["COMPONENT_KEY", "DEFAULT_ALLOWED_PACKAGES", "ComponentError", "instantiate", "is_component", "resolve_component"]
 
-
-class ComponentError(ValueError):
-    """A ``_component_`` path is malformed, not allowed, or cannot be imported."""
-
-
-def is_component(value: Any) -> bool:
-    return isinstance(value, Mapping) and COMPONENT_KEY in value
-
-
-def _is_allowed(dotted: str, allowed_packages: Sequence[str]) -> bool:
-    for prefix in allowed_packages:
-        package = prefix.rstrip(".")
-        if dotted == package or dotted.startswith(package + "."):
-            return True
-    return False
-
-
-def resolve_component(dotted: Any, *, allowed_packages: Sequence[str] = DEFAULT_ALLOWED_PACKAGES, where: str = "") -> Any:
-    """Import the object named by ``dotted`` (``pkg.module.Name`` or ``pkg.module.Class.method``)."""
-    label = f"{where}: " if where else ""
-    if not isinstance(dotted, str) or not dotted or any(not part.isidentifier() for part in dotted.split(".")):
-        raise ComponentError(f"{label}_component_ must be a dotted path like 'videovlm.models.load_pretrained', got {dotted!r}")
-    if not _is_allowed(dotted, allowed_packages):
-        raise ComponentError(
-            f"{label}_component_ {dotted!r} is not in an allowed package {list(allowed_packages)} "
-            "(pass --allow-package PREFIX to allow your own code)"
-        )
-    parts = dotted.split(".")
-    # Longest importable module prefix, then attribute access for the rest (Class.method).
-    for split in range(len(parts) - 1, 0, -1):
-        module_name = ".".join(parts[:split])
-        try:
-            obj: Any = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name and module_name.startswith(error.name):
-                continue  # this prefix is not a module: try a shorter one
-            raise  # the module exists but one of *its* imports is missing: show that
-        try:
-            for attribute in parts[split:]:
-                obj = getattr(obj, attribute)
-        except AttributeError:
-            raise ComponentError(f"{label}_component_ {dotted!r}: {module_name!r} has no attribute {'.'.join(parts[split:])!r}") from None
-        return obj
-    raise ComponentError(f"{label}_component_ {dotted!r}: no importable module in this path")
+# What recipes build, and nothing else: the model families and their builders, dataset and
+# sampler components, and torch's optimizers and LR schedulers. Not the command-line modules
+# (they parse --allow-package), not the extraction tools, not ``transformers`` as a whole
+# (``AutoModel.from_pretrained`` and ``pipeline`` reach hub code and downloads). Resolution
+# rules (only objects *defined* in these packages, no dunders): ``videovlm.components``.
+DEFAULT_ALLOWED_PACKAGES: tuple[str, ...] = (
+    "videovlm.models.",
+    "videovlm.recipes.",
+    "videovlm.train.datasets.",
+    "videovlm.train.backbones.",
+    "videovlm.video.samplers.",
+    "torch.optim.",
+)
+WIDEN_HINT = " (only the command that reads the recipe can allow more: --allow-package PREFIX; the recipe itself cannot)"
 
 
 def instantiate(cfg: Mapping[str, Any], *args: Any, allowed_packages: Sequence[str] = DEFAULT_ALLOWED_PACKAGES, **kwargs: Any) -> Any:
@@ -78,7 +45,7 @@ def instantiate(cfg: Mapping[str, Any], *args: Any, allowed_packages: Sequence[s
     """
     if not is_component(cfg):
         raise ComponentError(f"expected a mapping with a {COMPONENT_KEY!r} key, got {type(cfg).__name__}")
-    target = resolve_component(cfg[COMPONENT_KEY], allowed_packages=allowed_packages)
+    target = resolve_component(cfg[COMPONENT_KEY], allowed=allowed_packages, hint=WIDEN_HINT)
     built = {key: _build_nested(value, allowed_packages) for key, value in cfg.items() if key != COMPONENT_KEY}
     built.update(kwargs)
     return target(*args, **built)
