@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # subcommand -> (module, one-line help). Explicit on purpose: grep finds every command.
@@ -56,6 +57,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # No videovlm command unpickles: every torch.load in this process and in the processes it
+    # launches (torchrun ranks, DataLoader workers) loads weights only, whatever its caller
+    # passes (torch reads this variable at each call). DeepSpeed's resume adds the record
+    # classes it needs (videovlm.train.checkpoint.weights_only_loads).
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+    os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
     argv = list(sys.argv[1:] if argv is None else argv)
     # The `deepspeed` launcher puts --local_rank=N right after the program, before the
     # subcommand; LOCAL_RANK in the env carries the same value, so drop it there.

@@ -6,7 +6,12 @@ Layout of ``output_dir/<stage>/checkpoint-<step>/``:
 - ``trainer_state.json``: step, data position, loss history, world size, config digest;
 - ``rng_state_rank<R>.safetensors``: torch / numpy / python RNG states of each rank;
 - ``deepspeed/``: optimizer, scheduler and partitioned states via DeepSpeed's own
-  ``save_checkpoint`` (DeepSpeed writes and reads these files; we never unpickle anything).
+  ``save_checkpoint``. DeepSpeed writes them with ``torch.save`` and reads them with
+  ``torch.load(weights_only=False)``, i.e. full unpickling: a file planted in a run folder
+  would run code on ``resume=true``. ``load_checkpoint`` therefore reads them only as
+  weights (``torch.load`` forced to ``weights_only=True`` for every call DeepSpeed makes,
+  with the three plain DeepSpeed classes its states contain as the only allowed globals) and
+  refuses anything else with a ``CheckpointError`` naming the file.
 
 A checkpoint is written to ``checkpoint-<step>.tmp`` and renamed when every rank is done,
 so a run killed mid-save leaves no half checkpoint that resume would pick.
@@ -14,10 +19,14 @@ so a run killed mid-save leaves no half checkpoint that resume would pick.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pickle
 import random
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +38,8 @@ from videovlm.train.distributed import DistInfo, barrier
 
 DEEPSPEED_TAG = "state"
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+FORCE_WEIGHTS_ONLY = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"
+FORCE_NO_WEIGHTS_ONLY = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 
 
 class CheckpointError(RuntimeError):
@@ -131,6 +142,36 @@ def save_checkpoint(engine: Any, *, stage_dir: Path, step: int, trainer_state: d
     return final
 
 
+def deepspeed_state_globals() -> list[Any]:
+    """The non-tensor classes DeepSpeed's checkpoint files hold (found with
+    ``torch.serialization.get_unsafe_globals_in_checkpoint`` on ZeRO 0-3, fp32/bf16, with and
+    without optimizer offload): plain records, no code runs when they are rebuilt."""
+    from deepspeed.runtime.fp16.loss_scaler import LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [LossScaler, ZeroStageEnum, fragment_address]
+
+
+@contextlib.contextmanager
+def weights_only_loads() -> Iterator[None]:
+    """Every ``torch.load`` inside loads weights only, whatever ``weights_only`` its caller passes
+    (``TORCH_FORCE_WEIGHTS_ONLY_LOAD`` is read by torch at each call), with DeepSpeed's record
+    classes allowed. Restores the environment afterwards."""
+    saved = {key: os.environ.get(key) for key in (FORCE_WEIGHTS_ONLY, FORCE_NO_WEIGHTS_ONLY)}
+    os.environ[FORCE_WEIGHTS_ONLY] = "1"
+    os.environ.pop(FORCE_NO_WEIGHTS_ONLY, None)  # torch refuses both set; ours wins
+    try:
+        with torch.serialization.safe_globals(deepspeed_state_globals()):
+            yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def load_checkpoint(engine: Any, checkpoint: Path, *, dist: DistInfo) -> dict[str, Any]:
     """Restore model, optimizer, scheduler and RNG state; return trainer_state.json."""
     state_path = checkpoint / "trainer_state.json"
@@ -138,13 +179,26 @@ def load_checkpoint(engine: Any, checkpoint: Path, *, dist: DistInfo) -> dict[st
     for needed in (state_path, rng_path, checkpoint / "deepspeed" / DEEPSPEED_TAG):
         if not needed.exists():
             raise CheckpointError(f"{checkpoint}: missing {needed.name} (incomplete checkpoint or different world size?)")
-    trainer_state = json.loads(state_path.read_text())
+    try:
+        trainer_state = json.loads(state_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{state_path}: not valid JSON ({error})") from None
+    if not isinstance(trainer_state, dict):
+        raise CheckpointError(f"{state_path}: expected a JSON object")
     if trainer_state.get("world_size") != dist.world_size:
         raise CheckpointError(
             f"{checkpoint}: saved with world_size={trainer_state.get('world_size')}, resuming with {dist.world_size}; "
             "exact resume needs the same number of ranks"
         )
-    loaded, _ = engine.load_checkpoint(str(checkpoint / "deepspeed"), tag=DEEPSPEED_TAG)
+    try:
+        with weights_only_loads():
+            loaded, _ = engine.load_checkpoint(str(checkpoint / "deepspeed"), tag=DEEPSPEED_TAG)
+    except pickle.UnpicklingError as error:
+        reason = str(error).strip().splitlines()[0]
+        raise CheckpointError(
+            f"{checkpoint / 'deepspeed'}: refused to load a DeepSpeed state file that is not plain tensors and records "
+            f"(it would run code when unpickled): {reason}"
+        ) from None
     if loaded is None:
         raise CheckpointError(f"{checkpoint}: DeepSpeed could not load its state from {checkpoint / 'deepspeed'}")
     _restore_rng(rng_path)
