@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_file
 from torch import nn
 from transformers import AutoTokenizer, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
+from videovlm.components import find_forbidden_keys
 from videovlm.models.configs import ModelConfigError, config_from_dict, config_to_dict
 from videovlm.models.hf import enable_activation_checkpointing
 
@@ -131,14 +133,7 @@ class VideoFamilyModel(nn.Module, ABC):
         config = config_from_dict(cls.CONFIG_CLASS, data, where=str(directory / CONFIG_FILE))
         tokenizer = load_saved_tokenizer(directory)
         model = cls(config, tokenizer=tokenizer)
-        weights = directory / WEIGHTS_FILE
-        if not weights.is_file():
-            raise FileNotFoundError(f"{weights}: weights file missing")
-        missing, unexpected = load_model(model, str(weights), strict=False)
-        if missing or unexpected:
-            raise ModelConfigError(
-                f"{weights}: weights do not match the config (missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})"
-            )
+        load_weights(model, directory / WEIGHTS_FILE)
         model.eval()
         return model
 
@@ -155,25 +150,94 @@ def unshared_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     group). Tied weights are the same tensor (same address, shape and strides): of each such
     group the first name in sorted order is kept, the choice ``load_model`` expects."""
     state = model.state_dict()
+    return {name: state[name].detach().contiguous().clone() for name in unshared_names(state)}
+
+
+def unshared_names(state: dict[str, torch.Tensor]) -> list[str]:
+    """The names ``unshared_state_dict`` keeps: the first (sorted) name of each tied group."""
     kept: dict[tuple, str] = {}
     for name in sorted(state):
         tensor = state[name]
         identity = (tensor.device, tensor.data_ptr(), tuple(tensor.shape), tensor.stride(), tensor.dtype)
         kept.setdefault(identity, name)
-    names = set(kept.values())
-    return {name: state[name].detach().contiguous().clone() for name in sorted(names)}
+    return sorted(kept.values())
+
+
+class WeightsFileError(ModelConfigError):
+    """A model.safetensors file is unreadable (truncated, not safetensors) or does not match
+    the model its config.json describes (names or shapes)."""
+
+
+def load_weights(model: nn.Module, weights: Path) -> None:
+    """Load ``weights`` (safetensors) into ``model``, every tensor by name and shape."""
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights}: weights file missing" + (" (it is a folder)" if weights.is_dir() else ""))
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            shapes = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsFileError(f"{weights}: not a readable safetensors file ({e})") from None
+    state = model.state_dict()
+    expected = {name: tuple(state[name].shape) for name in unshared_names(state)}
+    missing, unexpected = sorted(set(expected) - set(shapes)), sorted(set(shapes) - set(expected))
+    if missing or unexpected:
+        raise WeightsFileError(f"{weights}: weights do not match the config (missing {missing[:5]}, unexpected {unexpected[:5]})")
+    wrong = [f"{n}: {shapes[n]} in the file, {expected[n]} in the model" for n in sorted(expected) if shapes[n] != expected[n]]
+    if wrong:
+        raise WeightsFileError(f"{weights}: {len(wrong)} tensors have the wrong shape ({'; '.join(wrong[:3])})")
+    try:
+        load_model(model, str(weights), strict=False)
+    except (SafetensorError, RuntimeError) as e:  # e.g. a file truncated inside its data
+        raise WeightsFileError(f"{weights}: cannot read the tensors ({e})") from None
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
 def load_saved_tokenizer(directory: Path):
     """``AutoTokenizer.from_pretrained`` on a model folder. Its config.json is ours, not a
     transformers config; the tokenizer files name their class, so transformers' warning
-    about the unknown model type is noise and is silenced here."""
+    about the unknown model type is noise and is silenced here. Tokenizer files that ask for
+    remote code (``auto_map``) or cannot be parsed are refused by name."""
+    directory = Path(directory)
+    for name in TOKENIZER_FILES:
+        path = directory / name
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise ModelConfigError(f"{path}: not valid JSON ({e})") from None
+            refuse_remote_code(data, source=path)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        return AutoTokenizer.from_pretrained(str(directory))
+        return AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False)
+    except Exception as e:  # the Rust tokenizer raises a bare Exception on a corrupt tokenizer.json
+        raise ModelConfigError(f"{directory}: cannot load the tokenizer ({type(e).__name__}: {e})") from None
     finally:
         hf_logging.set_verbosity(verbosity)
+
+
+def refuse_remote_code(data: Any, *, source: Path) -> None:
+    """Refuse a config that asks for code shipped with the checkpoint: ``trust_remote_code``
+    anywhere, or transformers' ``auto_map`` (classes to import from the checkpoint folder)."""
+    found = list(find_forbidden_keys(data)) + [path for path in _key_paths(data, "auto_map")]
+    if found:
+        raise ModelConfigError(f"{source}: {found[0]}: refused; videovlm never runs code shipped with a checkpoint")
+
+
+def _key_paths(data: Any, key: str, path: str = "") -> list[str]:
+    found = []
+    if isinstance(data, dict):
+        for k, v in data.items():
+            here = f"{path}.{k}" if path else str(k)
+            if k == key:
+                found.append(here)
+            found.extend(_key_paths(v, key, here))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            found.extend(_key_paths(v, key, f"{path}[{i}]"))
+    return found
 
 
 def to_module_dtype(x: torch.Tensor, module: nn.Module) -> torch.Tensor:
@@ -244,8 +308,11 @@ def read_config_json(directory: Path) -> dict:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ModelConfigError(f"{path}: line {e.lineno}: invalid JSON ({e.msg})") from e
+    except UnicodeDecodeError as e:
+        raise ModelConfigError(f"{path}: not UTF-8 text ({e.reason})") from None
     if not isinstance(data, dict):
         raise ModelConfigError(f"{path}: expected a JSON object")
+    refuse_remote_code(data, source=path)
     return data
 
 

@@ -40,7 +40,7 @@ def load_hf_config(*, pretrained: str | None, hf_config: dict | None, where: str
         raise ModelConfigError(f"{where}: give exactly one of 'pretrained' (hub id or folder) or 'hf_config'")
     if pretrained is not None:
         try:
-            return AutoConfig.from_pretrained(pretrained)
+            return AutoConfig.from_pretrained(pretrained, trust_remote_code=False)
         except OSError as e:
             raise ModelConfigError(f"{where}.pretrained: cannot load a config from {pretrained!r}: {e}") from e
     return hf_config_from_dict(hf_config, where=f"{where}.hf_config")
@@ -60,7 +60,7 @@ def build_hf_model(
     kwargs = {"dtype": torch_dtype} if torch_dtype is not None else {}
     if pretrained is not None:
         try:
-            return model_class.from_pretrained(pretrained, **kwargs)
+            return model_class.from_pretrained(pretrained, trust_remote_code=False, **kwargs)
         except (OSError, ValueError) as e:
             raise ModelConfigError(f"{where}.pretrained: cannot load {pretrained!r}: {e}") from e
     if hasattr(model_class, "from_config"):

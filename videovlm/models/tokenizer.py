@@ -97,7 +97,7 @@ def load_tokenizer(tokenizer, *, source: str | None, where: str):
     if tokenizer is None:
         if source is None:
             raise ValueError(f"{where}: no tokenizer given and no checkpoint to load one from")
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
     ensure_placeholder_tokens(tokenizer)
     return tokenizer
 
