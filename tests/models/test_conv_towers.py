@@ -1,6 +1,6 @@
 """Convolutional vision towers (ConvNeXt, ConvNeXt V2, ResNet): loading by path, token layout,
 select / feature_layer, pixel settings from the processor config, every temporal encoder and
-every family on top."""
+every family on top, and the real ConvNeXt preset."""
 
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ from videovlm.models import (
     VideoOFAModel,
     VisionTower,
     VisionTowerConfig,
+    config_from_dict,
+    config_to_dict,
     load_pretrained,
     set_trainable,
 )
@@ -244,3 +246,22 @@ def test_families_train_and_round_trip_with_a_conv_tower(family, kind, tokenizer
     with torch.no_grad():
         assert torch.equal(loaded(**batch).logits, model(**batch).logits)
 
+
+def test_convnext_preset_names_a_transformers_checkpoint():
+    from transformers import ConvNextConfig
+
+    from videovlm.models.presets import videollama_7b, videollama_convnext_7b
+    from videovlm.models.videollama import VideoLlamaConfig
+    from videovlm.models.vision_backbones import conv_layout
+
+    preset = videollama_convnext_7b()
+    assert preset.vision.pretrained == "facebook/convnext-large-384-22k-1k" and preset.vision.select == "patch"
+    assert preset.llm == videollama_7b().llm and preset.image_qformer == videollama_7b().image_qformer
+    assert config_from_dict(VideoLlamaConfig, json.loads(json.dumps(config_to_dict(preset)))) == preset
+    # That checkpoint's config (ConvNeXt-L): at its 384 px, 12x12 = 144 tokens of 1536 channels per frame.
+    large = ConvNextConfig(depths=[3, 3, 27, 3], hidden_sizes=[192, 384, 768, 1536], image_size=384)
+    layout = conv_layout(large, image_size=384, feature_layer=preset.vision.feature_layer)
+    assert (layout.grid_side, layout.width) == (12, 1536)
+    wider = videollama_convnext_7b(image_size=768)  # ConvLLaVA's resolution: 24x24 = 576 tokens
+    assert wider.vision.pixel == PixelConfig(image_size=768, resize="exact", mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    assert conv_layout(large, image_size=768, feature_layer=-1).grid_side == 24

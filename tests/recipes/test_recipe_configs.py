@@ -74,3 +74,27 @@ def test_broken_recipe_reports_key_paths(mini_data, runs_dir):
     message = str(error.value)
     assert "stages[1].data.train[0].path: file not found" in message
     assert "model.temporal._component_" in message
+
+
+def test_real_convnext_recipe_plans_with_local_checkpoints(mini_data, runs_dir, tmp_path):
+    """The ConvNeXt recipe's --dry-run plan builds its model when the two hub ids are swapped for
+    local folders of the same kinds (a tiny ConvNextForImageClassification with the hub's
+    preprocessor_config.json format, the tiny LLM): the same from_pretrained calls, no download."""
+    import json
+
+    from transformers import ConvNextForImageClassification
+
+    from tests.models.conftest import tiny_conv_config
+    from videovlm.train.plan import build_plan
+
+    ConvNextForImageClassification(tiny_conv_config("convnext")).save_pretrained(tmp_path / "convnext")
+    processor = {"feature_extractor_type": "ConvNextFeatureExtractor", "size": 64, "crop_pct": 0.875, "resample": 3,
+                 "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}  # fmt: skip
+    (tmp_path / "convnext" / "preprocessor_config.json").write_text(json.dumps(processor))
+    recipe = RECIPES / "videollama" / "real_convnext_7b.yaml"
+    data = with_local_data(recipe_data(recipe, mini_data=mini_data, runs_dir=runs_dir), mini_data)
+    assert data["model"]["vision"] == "facebook/convnext-large-384-22k-1k"
+    data["model"].update(vision=str(tmp_path / "convnext"), llm=str(runs_dir / "backbones" / "llm" / "text" / "final"))
+    plan = build_plan(validate(data, source=str(recipe)))
+    assert plan["model"]["class"] == "videovlm.models.videollama.VideoLlamaModel"
+    assert [s["trainable_parts"] for s in plan["stages"]] == [["frame_position", "video_qformer", "projector"]] * 2

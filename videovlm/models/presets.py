@@ -7,10 +7,12 @@ passed as folders). Real presets return only a config: building it downloads the
 
 from __future__ import annotations
 
+import dataclasses
+
 from transformers import AutoTokenizer, BartConfig, BertConfig, CLIPVisionConfig, LlamaConfig
 
 from videovlm.models.language import LanguageModelConfig, LoraSettings
-from videovlm.models.pixels import CLIP_MEAN, CLIP_STD, PixelConfig
+from videovlm.models.pixels import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, PixelConfig
 from videovlm.models.projector import ProjectorConfig
 from videovlm.models.qformer import ImageQFormerConfig
 from videovlm.models.videobert import VideoBertConfig, VideoBertModel
@@ -30,7 +32,7 @@ TINY_TEMPORAL = {
 
 def as_tokenizer(tokenizer):
     """A tokenizer object, or one loaded from a folder / hub id string."""
-    return AutoTokenizer.from_pretrained(tokenizer) if isinstance(tokenizer, str) else tokenizer
+    return AutoTokenizer.from_pretrained(tokenizer, trust_remote_code=False) if isinstance(tokenizer, str) else tokenizer
 
 
 def tiny_clip_vision_config(*, patch_size: int = 16) -> CLIPVisionConfig:
@@ -155,6 +157,28 @@ def videollama_7b(
         lora=lora,
         max_frames=max_frames,
     )
+
+
+def videollama_convnext_7b(
+    *,
+    llm: str = "lmsys/vicuna-7b-v1.5",
+    vision: str = "facebook/convnext-large-384-22k-1k",
+    image_size: int | None = None,
+    lora: LoraSettings | None = None,
+    max_frames: int = 8,
+) -> VideoLlamaConfig:
+    """``videollama_7b`` with a convolutional tower, as ConvLLaVA: ConvNeXt-L (ImageNet-22k,
+    fine-tuned at 384 px; a transformers checkpoint: ``ConvNextModel`` loads it natively) in
+    bf16, its last stage's feature map as the frame tokens (select ``patch``: 12x12 = 144
+    tokens of 1536 channels at 384 px, the pooled vector left out as ConvLLaVA does) -> the
+    same image Q-Former, video Q-Former, projector and LLM. Mean / std / size come from the
+    checkpoint's preprocessor config; ``image_size`` runs the tower at another multiple of 32
+    instead (ConvLLaVA's 768 px: 24x24 = 576 tokens), resized straight to the square."""
+    pixel = None
+    if image_size is not None:
+        pixel = PixelConfig(image_size=image_size, resize="exact", mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    tower = VisionTowerConfig(pretrained=vision, feature_layer=-1, select="patch", pixel=pixel, dtype="bfloat16")
+    return dataclasses.replace(videollama_7b(llm=llm, lora=lora, max_frames=max_frames), vision=tower)
 
 
 def tiny_bert_config(*, tokenizer) -> BertConfig:

@@ -19,6 +19,7 @@ from videovlm.models.presets import (
     tiny_videoofa,
     videobert_base,
     videollama_7b,
+    videollama_convnext_7b,
     videoofa_base,
 )
 from videovlm.models.videobert import VideoBertModel
@@ -73,6 +74,20 @@ def videollama_7b_model(
     """Video-LLaMA at paper scale (``videovlm.models.presets.videollama_7b``); downloads the
     checkpoints when built."""
     return VideoLlamaModel(videollama_7b(llm=llm, vision=vision, lora=_lora(lora), max_frames=max_frames))
+
+
+def videollama_convnext_7b_model(
+    *,
+    llm: str = "lmsys/vicuna-7b-v1.5",
+    vision: str = "facebook/convnext-large-384-22k-1k",
+    image_size: int | None = None,
+    lora: dict | None = None,
+    max_frames: int = 8,
+) -> VideoLlamaModel:
+    """Video-LLaMA with a ConvNeXt-L tower, as ConvLLaVA (``videovlm.models.presets.videollama_convnext_7b``);
+    downloads the checkpoints when built."""
+    config = videollama_convnext_7b(llm=llm, vision=vision, image_size=image_size, lora=_lora(lora), max_frames=max_frames)
+    return VideoLlamaModel(config)
 
 
 def tiny_videoofa_model(
