@@ -148,6 +148,16 @@ def test_instruction_errors(tmp_path):
     path.write_text(json.dumps([{"id": "1", "video": "a.mp4", "conversations": [{"from": "human", "value": "<video>\nhi"}]}]))
     with pytest.raises(MissingMediaError, match=r"item 1: field 'video': file not found: .*a.mp4"):
         read_instructions_json(path)
+    # A folder or a symlink loop where a video should be is named as what it is.
+    (tmp_path / "a.mp4").mkdir()
+    with pytest.raises(MissingMediaError, match=r"item 1: field 'video': .*a.mp4: is a directory, not a file"):
+        read_instructions_json(path)
+    (tmp_path / "a.mp4").rmdir()
+    (tmp_path / "a.mp4").symlink_to(tmp_path / "a.mp4")
+    with pytest.raises(MissingMediaError, match="a.mp4: is a symlink loop"):
+        read_instructions_json(path)
+    with pytest.raises(DataFormatError, match=r"a.mp4: is a symlink loop"):
+        read_annotations_jsonl(tmp_path / "a.mp4")
 
 
 def test_real_image_caption_json(tmp_path):

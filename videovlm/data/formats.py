@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from videovlm.data.synthetic.scene import VideoAnnotation
+from videovlm.paths import NOT_FOUND, file_problem
 
 
 class DataFormatError(ValueError):
@@ -40,11 +41,12 @@ class DataFormatError(ValueError):
 
 
 class MissingMediaError(DataFormatError):
-    """A record names a video or image file that does not exist (``media`` is the resolved path)."""
+    """A record names a video or image file that does not exist, or is not a file (a folder,
+    a symlink loop...: ``problem`` says which); ``media`` is the resolved path."""
 
-    def __init__(self, path: str | Path, where: str, field: str, media: Path):
+    def __init__(self, path: str | Path, where: str, field: str, media: Path, problem: str = NOT_FOUND):
         self.media = media
-        super().__init__(path, where, field, f"file not found: {media}")
+        super().__init__(path, where, field, f"{NOT_FOUND}: {media}" if problem == NOT_FOUND else f"{media}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,9 @@ class ImageCaption:
 def _resolve(path: Path, where: str, field: str, value: str, media_root: Path, check_files: bool) -> Path:
     media = Path(value)
     media = media if media.is_absolute() else media_root / media
-    if check_files and not media.is_file():
-        raise MissingMediaError(path, where, field, media)
+    problem = file_problem(media) if check_files else None
+    if problem is not None:
+        raise MissingMediaError(path, where, field, media, problem)
     return media
 
 
@@ -111,11 +114,16 @@ def _text(path: Path, where: str, record: dict, field: str, *, required: bool = 
     return value
 
 
+def _require_file(path: Path) -> None:
+    problem = file_problem(path)  # a folder or a symlink loop is named as such
+    if problem is not None:
+        raise DataFormatError(path, None, None, problem)
+
+
 def _text_lines(path: Path) -> Iterator[str]:
     """A text file's lines, decoded one by one so that bad bytes are reported with their line
     number (a leading byte-order mark, as spreadsheet exports write, is dropped)."""
-    if not path.is_file():
-        raise DataFormatError(path, None, None, "file not found")
+    _require_file(path)
     with path.open("rb") as binary_file:
         for number, raw in enumerate(binary_file, start=1):
             try:
@@ -131,8 +139,7 @@ def _require_object(path: Path, where: str, record: Any) -> dict:
 
 
 def _load_json_list(path: Path) -> list[Any]:
-    if not path.is_file():
-        raise DataFormatError(path, None, None, "file not found")
+    _require_file(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
     except UnicodeDecodeError as e:

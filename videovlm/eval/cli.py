@@ -19,8 +19,11 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch
+
 from videovlm.eval.records import (
     PredictionRecord,
+    duplicate_ids,
     parse_prediction,
     read_predictions_jsonl,
     to_json_line,
@@ -35,7 +38,7 @@ from videovlm.eval.tasks import (
     evaluate_retrieval,
     read_ground_truth_objects,
 )
-
+from videovlm.paths import check_outputs, file_problem, write_atomic
 from videovlm.video.types import VideoDecodeError
 
 TASKS = ("qa", "caption", "retrieval", "pope")
@@ -74,8 +77,7 @@ def _model_predictions(args: argparse.Namespace, *, require_answer: bool) -> lis
     if not records:
         raise EvalInputError(f"the model produced no predictions for {args.data}")
     saved = args.output.with_suffix(".predictions.jsonl")
-    saved.parent.mkdir(parents=True, exist_ok=True)
-    saved.write_text("".join(to_json_line(r) + "\n" for r in records), encoding="utf-8")
+    write_atomic(saved, "".join(to_json_line(r) + "\n" for r in records))
     print(f"predictions saved to {saved}")
     return records
 
@@ -97,9 +99,7 @@ def _caption_data(data: Path | None, *, need_videos: bool) -> tuple[dict[str, li
 
 
 def _evaluate_caption(args: argparse.Namespace, records: list[PredictionRecord]) -> TaskResult:
-    annotations_path = args.annotations
-    if annotations_path is None and args.data is not None and (args.data.parent / "annotations.jsonl").is_file():
-        annotations_path = args.data.parent / "annotations.jsonl"
+    annotations_path = _annotations_path(args)
     annotations = read_ground_truth_objects(annotations_path) if annotations_path is not None else None
     references, videos = _caption_data(args.data, need_videos=args.clip_model is not None)
     result = evaluate_caption(records, references=references, annotations=annotations)
@@ -115,17 +115,33 @@ def _evaluate_caption(args: argparse.Namespace, records: list[PredictionRecord])
     return TaskResult(metrics, result.per_type, details, (*result.non_fraction_metrics, "CLIPScore"))
 
 
+def read_scores_file(path: Path) -> tuple[torch.Tensor, list[int]]:
+    """``scores`` (N_text, N_video) and ``text_to_video`` (N_text,) from a safetensors file;
+    ``EvalInputError`` naming the file for anything that is not such a file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    problem = file_problem(path)
+    if problem is not None:
+        raise EvalInputError(f"scores file {path}: {problem}")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise EvalInputError(f"{path}: not a readable safetensors file ({e})") from None
+    for key in ("scores", "text_to_video"):
+        if key not in tensors:
+            raise EvalInputError(f"{path}: missing tensor {key!r} (has {sorted(tensors)})")
+    scores, text_to_video = tensors["scores"], tensors["text_to_video"]
+    if scores.ndim != 2 or 0 in scores.shape or not scores.is_floating_point():
+        raise EvalInputError(f"{path}: 'scores' must be a non-empty float (N_text, N_video) matrix, got {scores.dtype} {tuple(scores.shape)}")
+    if text_to_video.ndim != 1 or text_to_video.is_floating_point() or text_to_video.dtype == torch.bool:
+        raise EvalInputError(f"{path}: 'text_to_video' must be a 1-D integer tensor, got {text_to_video.dtype} {tuple(text_to_video.shape)}")
+    return scores, text_to_video.tolist()
+
+
 def _retrieval_inputs(args: argparse.Namespace):
     if args.scores is not None:
-        from safetensors.torch import load_file
-
-        if not args.scores.is_file():
-            raise EvalInputError(f"scores file not found: {args.scores}")
-        tensors = load_file(str(args.scores))
-        for key in ("scores", "text_to_video"):
-            if key not in tensors:
-                raise EvalInputError(f"{args.scores}: missing tensor {key!r} (has {sorted(tensors)})")
-        return tensors["scores"], tensors["text_to_video"].tolist()
+        return read_scores_file(args.scores)
     if args.model is None:
         raise EvalInputError("--task retrieval needs --scores FILE or --model DIR --data PATH")
     if args.data is None:
@@ -135,11 +151,30 @@ def _retrieval_inputs(args: argparse.Namespace):
     return retrieval_scores(model_dir=args.model, data=args.data)
 
 
+def _check_unique(records: list[PredictionRecord], args: argparse.Namespace) -> None:
+    """Each question (each video, for captions) is scored once: a duplicate would count twice."""
+    duplicates = duplicate_ids(records, per_video=args.task == "caption")
+    if not duplicates:
+        return
+    source = f"--predictions {args.predictions}" if args.predictions is not None else f"the questions of --data {args.data}"
+    shown = "; ".join(
+        f"video {key[0]!r}" + (f" question {key[1]!r}" if len(key) > 1 and key[1] is not None else "") + f" x{count}"
+        for key, count in list(duplicates.items())[:5]
+    )
+    raise EvalInputError(
+        f"{source}: {len(duplicates)} prediction ids occur more than once ({shown}); each would be counted "
+        "every time: remove the repeated lines (a file concatenated twice?)"
+    )
+
+
 def _evaluate(args: argparse.Namespace) -> tuple[TaskResult, int, int]:
     """The task result, the number of items and the number of errors."""
     if args.task == "retrieval":
         scores, text_to_video = _retrieval_inputs(args)
-        return evaluate_retrieval(scores, text_to_video), scores.shape[0], 0
+        try:
+            return evaluate_retrieval(scores, text_to_video), scores.shape[0], 0
+        except ValueError as e:  # shapes, ids or NaN that do not fit: name where they came from
+            raise EvalInputError(f"{args.scores or args.model}: {e}") from None
     if args.scores is not None:
         raise EvalInputError(f"--scores is for --task retrieval, not {args.task}")
     require_answer = args.task in ("qa", "pope")
@@ -147,6 +182,7 @@ def _evaluate(args: argparse.Namespace) -> tuple[TaskResult, int, int]:
         records = read_predictions_jsonl(args.predictions, require_answer=require_answer)
     else:
         records = _model_predictions(args, require_answer=require_answer)
+    _check_unique(records, args)
     if args.task == "qa":
         result = evaluate_qa(records)
     elif args.task == "pope":
@@ -154,6 +190,36 @@ def _evaluate(args: argparse.Namespace) -> tuple[TaskResult, int, int]:
     else:
         result = _evaluate_caption(args, records)
     return result, len(records), sum(r.prediction is None for r in records)
+
+
+def _annotations_path(args: argparse.Namespace) -> Path | None:
+    """--annotations, else annotations.jsonl beside --data when it exists (caption)."""
+    if args.annotations is not None or args.data is None:
+        return args.annotations
+    beside = args.data.parent / "annotations.jsonl"
+    return beside if beside.is_file() else None
+
+
+def _data_videos(args: argparse.Namespace) -> dict[str, Path]:
+    """The videos --data names, where this run reads them (caption data, or --model)."""
+    from videovlm.data.formats import read_qa_json, read_webvid_csv
+
+    if args.data is None or not (args.task == "caption" or args.model is not None):
+        return {}
+    if args.task == "caption":
+        return {f"the video of {c.video_id} in --data": c.video for c in read_webvid_csv(args.data, check_files=False)}
+    return {f"the video of {q.video_id} in --data": q.video for q in read_qa_json(args.data, check_files=False)}
+
+
+def _check_output_paths(args: argparse.Namespace) -> None:
+    """Refuse before any work when a file this run writes is one of its inputs."""
+    output = args.output
+    outputs = {"--output": output, "the markdown report": output.with_suffix(".md"), "the chart": output.with_suffix(".png")}
+    if args.model is not None and args.task != "retrieval":
+        outputs["the saved predictions"] = output.with_suffix(".predictions.jsonl")
+    files = {"--predictions": args.predictions, "--scores": args.scores, "--data": args.data, "--annotations": _annotations_path(args)}
+    files.update(_data_videos(args))
+    check_outputs(outputs, files=files, folders={"--model": args.model, "--clip-model": args.clip_model})
 
 
 def _command_line(args: argparse.Namespace) -> list[str]:
@@ -171,6 +237,7 @@ def _command_line(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        _check_output_paths(args)
         result, items, errors = _evaluate(args)
     except (ValueError, OSError, VideoDecodeError) as e:
         # bad inputs (EvalInputError, PredictionFormatError, DataFormatError are ValueErrors),
@@ -190,7 +257,11 @@ def run(args: argparse.Namespace) -> int:
         details=result.details,
         non_fraction_metrics=result.non_fraction_metrics,
     )
-    paths = write_report(report, args.output)
+    try:
+        paths = write_report(report, args.output)
+    except (ValueError, OSError) as e:
+        print(f"videovlm eval: error: {e}", file=sys.stderr)
+        return 2
     print(markdown_table(report))
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0

@@ -15,8 +15,11 @@ One JSON object per line. Fields:
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from videovlm.paths import NOT_FOUND, file_problem
 
 
 class PredictionFormatError(ValueError):
@@ -79,8 +82,11 @@ def to_json_line(record: PredictionRecord) -> str:
 def read_predictions_jsonl(path: str | Path, *, require_answer: bool) -> list[PredictionRecord]:
     """Read a predictions JSONL file; `require_answer` for the qa / pope tasks."""
     path = Path(path)
-    if not path.is_file():
+    problem = file_problem(path)
+    if problem == NOT_FOUND:
         raise FileNotFoundError(f"predictions file not found: {path}")
+    if problem is not None:
+        raise PredictionFormatError(f"predictions file {path}: {problem}")
     records: list[PredictionRecord] = []
     with path.open(encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, start=1):
@@ -95,3 +101,22 @@ def read_predictions_jsonl(path: str | Path, *, require_answer: bool) -> list[Pr
     if not records:
         raise PredictionFormatError(f"{path}: no prediction lines")
     return records
+
+
+def duplicate_ids(records: list[PredictionRecord], *, per_video: bool) -> dict[tuple, int]:
+    """Prediction ids that occur more than once -> how often.
+
+    The id is the ``video_id`` when there is one prediction per video (captions), else the
+    ``video_id`` and ``question``; a record without a question is a duplicate only when it
+    repeats an earlier record exactly (nothing else tells two such questions apart).
+    """
+    def identity(record: PredictionRecord) -> tuple:
+        # (video_id,) or (video_id, question), or (video_id, None, the whole record).
+        if per_video:
+            return (record.video_id,)
+        if record.question is not None:
+            return record.video_id, record.question
+        return record.video_id, None, tuple(asdict(record).values())
+
+    counts = Counter(identity(r) for r in records)
+    return {key: count for key, count in counts.items() if count > 1}

@@ -22,6 +22,8 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from videovlm.paths import atomic_output, check_outputs, write_atomic
+
 
 def build_report(
     *,
@@ -107,19 +109,26 @@ def bar_chart(report: Mapping, path: str | Path) -> None:
         axes.tick_params(axis="x", labelrotation=30)
         figure.tight_layout()
         # fixed metadata so the same report gives the same file
-        figure.savefig(path, dpi=100, metadata={"Software": None})
+        with atomic_output(path, "wb") as handle:
+            figure.savefig(handle, format="png", dpi=100, metadata={"Software": None})
     finally:
         plt.close(figure)
 
 
 def write_report(report: Mapping, path: str | Path) -> tuple[Path, Path, Path]:
-    """Write the JSON report, the markdown table and the chart; return the three paths."""
+    """Write the JSON report, the markdown table and the chart (each atomically); return the
+    three paths. ``OutputPathError`` when one of them is the report's own ``data`` or
+    ``predictions`` file or lies inside its ``model`` folder."""
     path = Path(path)
     if path.suffix.lower() in (".md", ".png"):
         raise ValueError(f"report path {path} must not end in .md or .png: those files are written next to it")
-    path.parent.mkdir(parents=True, exist_ok=True)
     json_path, markdown_path, chart_path = path, path.with_suffix(".md"), path.with_suffix(".png")
-    json_path.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    markdown_path.write_text(markdown_table(report), encoding="utf-8")
+    check_outputs(
+        {"the report": json_path, "the markdown report": markdown_path, "the chart": chart_path},
+        files={"its data": report.get("data"), "its predictions": report.get("predictions")},
+        folders={"its model": report.get("model")},
+    )
+    write_atomic(json_path, json.dumps(report, indent=2, sort_keys=False) + "\n")
+    write_atomic(markdown_path, markdown_table(report))
     bar_chart(report, chart_path)
     return json_path, markdown_path, chart_path

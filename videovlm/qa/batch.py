@@ -4,18 +4,24 @@ and write the predictions JSONL that ``videovlm eval --predictions`` reads.
 Lines follow ``videovlm.eval.records``: ``video_id``, ``question``, ``answer`` (the reference),
 ``type``, and ``prediction`` or ``error``. A missing or corrupt video gives an error line;
 the run goes on. ``predict_records`` is what ``videovlm eval --model`` calls.
+
+The output may not be the data file, one of its videos or inside the model folder
+(``OutputPathError``, before any work); it is written under a temporary name beside it and
+renamed when complete, so an interrupted run never leaves a half file under the real name.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
+from videovlm.paths import atomic_output, check_outputs
 from videovlm.qa.api import BatchOptions, QARequest, QAResult, VideoQA
 from videovlm.qa.frames import QAInputError
 
@@ -24,11 +30,13 @@ TASKS = ("qa", "pope", "caption")
 
 @dataclass(frozen=True)
 class BatchSummary:
-    """What a batch run wrote: lines, lines with an error, the output file."""
+    """What a batch run wrote: lines, lines with an error, distinct videos of those lines,
+    the output file."""
 
     total: int
     errors: int
     output: Path
+    failed_videos: int = 0
 
 
 def read_task_data(data: str | Path, *, task: str) -> list:
@@ -92,6 +100,13 @@ def _with_result(row: dict, result: QAResult) -> dict:
     return {**row, "prediction": result.answer}
 
 
+def check_output_path(output: str | Path, *, data: str | Path, records: Sequence = (), model_dir: str | Path | None = None) -> None:
+    """``OutputPathError`` when ``output`` would overwrite ``data``, a video its ``records``
+    name, or a file of ``model_dir``."""
+    videos = {f"the video of {r.video_id!r} in --data": r.video for r in records}
+    check_outputs({"--output": output}, files={"--data": data, **videos}, folders={"--model": model_dir})
+
+
 def write_predictions(
     vqa: VideoQA,
     data: str | Path,
@@ -100,22 +115,29 @@ def write_predictions(
     task: str = "qa",
     options: BatchOptions | None = None,
     progress: bool = True,
+    model_dir: str | Path | None = None,
 ) -> BatchSummary:
     """Answer ``data`` and write one JSON line per question to ``output`` as answers come
-    (a long run can be followed with ``tail -f``). VideoBERT without ``options.candidates``
-    chooses among the data's answers."""
+    (a long run can be followed with ``tail -f`` on the temporary file, named on stderr
+    with ``progress``). VideoBERT without ``options.candidates`` chooses among the data's
+    answers. ``model_dir`` (the model's folder) is protected from the output as well."""
     records = read_task_data(data, task=task)
+    check_output_path(output, data=data, records=records, model_dir=model_dir)
     options = with_default_candidates(vqa, records, options or BatchOptions(), task=task)
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     total = errors = 0
-    with output.open("w", encoding="utf-8") as handle:
+    failed_videos: set[str] = set()
+    with atomic_output(output) as handle:
+        if progress:
+            print(f"writing {handle.name} (renamed to {output} when complete)", file=sys.stderr)
         for row in prediction_rows(vqa, records, task=task, options=options, progress=progress):
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
             handle.flush()
             total += 1
-            errors += "error" in row
-    return BatchSummary(total=total, errors=errors, output=output)
+            if "error" in row:
+                errors += 1
+                failed_videos.add(row["video_id"])
+    return BatchSummary(total=total, errors=errors, output=output, failed_videos=len(failed_videos))
 
 
 def predict_records(

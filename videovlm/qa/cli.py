@@ -2,11 +2,16 @@
 
     videovlm qa --model DIR --video clip.mp4 --question "what colour is the circle?" [--stream]
     videovlm qa --model DIR --video clip.mp4 --chat            # multi-turn (Video-LLaMA), questions from stdin
-    videovlm qa --model DIR --data test/qa.json --output predictions.jsonl [--batch-size 8]
+    videovlm qa --model DIR --data test/qa.json --output predictions.jsonl [--batch-size 8] [--strict]
 
 Decoding: greedy by default; ``--num-beams N`` for beam search; ``--sample --seed S``
 (``--temperature``, ``--top-p``, ``--top-k``) for reproducible sampling. ``--timestamps`` puts
 the sampled frames' times into the prompt. ``--sampler`` defaults to the model's own.
+
+Batch mode: a video that fails gives an error line and the run goes on; the count of failed
+questions and videos goes to stderr. Exit code 0, 1 with ``--strict`` when a question got an
+error line, 2 for usage errors (among them an ``--output`` that is ``--data``, one of its
+videos, or inside ``--model``).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     batch.add_argument("--output", type=Path, help="predictions JSONL to write (one line per question; errors on their own line)")
     batch.add_argument("--task", choices=("qa", "caption"), default="qa", help="qa: answer the questions; caption: caption each video of a captions CSV")
     batch.add_argument("--batch-size", type=int, default=8, help="questions per generate call (default 8)")
+    batch.add_argument("--strict", action="store_true", help="exit code 1 when any question got an error line (the failures are counted on stderr either way)")
     batch.add_argument("--no-progress", action="store_true", help="no progress bar")
     frames = parser.add_argument_group("frames")
     frames.add_argument("--sampler", help="frame sampler spec, e.g. uniform:8 (default: the model's training sampler, else uniform:8)")
@@ -112,7 +118,15 @@ def _chat(vqa, args: argparse.Namespace, settings: GenerationSettings) -> None:
         question = None
 
 
+def _batch_report(summary) -> str:
+    line = f"wrote {summary.total} predictions ({summary.errors} with errors) to {summary.output}"
+    if summary.errors:
+        line += f"; {summary.failed_videos} video(s) failed: see the lines with an 'error' field"
+    return line
+
+
 def run(args: argparse.Namespace) -> int:
+    from videovlm.paths import check_outputs
     from videovlm.qa.api import BatchOptions, VideoQA
     from videovlm.qa.batch import write_predictions
     from videovlm.qa.generation import terminal_streamer
@@ -121,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
         mode = _check_mode(args)
         settings = _settings(args)
         candidates = _candidates(args)
+        if mode == "batch":  # before loading the model: a refused output costs nothing
+            check_outputs({"--output": args.output}, files={"--data": args.data}, folders={"--model": args.model})
         vqa = VideoQA.from_pretrained(args.model, sampler=args.sampler, device=args.device, backend=args.backend)
         if mode == "batch":
             options = BatchOptions(
@@ -129,8 +145,12 @@ def run(args: argparse.Namespace) -> int:
                 timestamps=args.timestamps,
                 candidates=tuple(candidates) if candidates else None,
             )
-            summary = write_predictions(vqa, args.data, args.output, task=args.task, options=options, progress=not args.no_progress)
-            print(f"wrote {summary.total} predictions ({summary.errors} with errors) to {summary.output}", file=sys.stderr)
+            summary = write_predictions(
+                vqa, args.data, args.output, task=args.task, options=options, progress=not args.no_progress, model_dir=args.model
+            )
+            print(_batch_report(summary), file=sys.stderr)
+            if args.strict and summary.errors:
+                return 1
         elif mode == "chat":
             _chat(vqa, args, settings)
         else:

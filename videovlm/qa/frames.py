@@ -15,6 +15,7 @@ from typing import Union
 import numpy as np
 import torch
 
+from videovlm.paths import file_problem
 from videovlm.video.types import VideoDecodeError
 
 # What ``VideoQA.qa`` accepts as the video: a file path, or decoded uint8 frames (T, H, W, 3).
@@ -95,8 +96,9 @@ def load_frames(video: VideoInput, *, sampler, backend: str = "auto", times=None
 def _decode(path: Path, *, sampler, backend: str) -> SampledFrames:
     from videovlm.video import open_video
 
-    if not path.is_file():
-        raise VideoDecodeError(str(path), "file not found")
+    problem = file_problem(path)  # a folder or a symlink loop is named, not "not found"
+    if problem is not None:
+        raise VideoDecodeError(str(path), problem)
     with open_video(path, backend=backend) as reader:
         meta = reader.metadata
         try:
