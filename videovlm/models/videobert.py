@@ -41,7 +41,9 @@ from videovlm.models.vision import VisionTower, VisionTowerConfig
 @dataclass
 class VideoBertConfig:
     """Fields:
-    vision: the vision tower (``select="pooled"`` gives one feature per frame).
+    vision: the vision tower (``select="pooled"`` gives one feature per frame: CLIP's pooled
+        CLS, or a conv tower's pooled vector, ConvNeXt's LayerNorm'd global average of its
+        last feature map or ResNet's global average).
     bert: the masked LM (``kind`` must be ``masked``).
     num_visual_words: K, the codebook size (VideoBERT: 20736 from hierarchical k-means).
     mlm_probability: share of text pieces and visual words masked during training.

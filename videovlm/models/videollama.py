@@ -5,6 +5,13 @@ frame), ``input_ids``/``attention_mask``/``labels (B, L)`` from ``VideoLlamaProc
 ``<video>`` (or ``<image>``) placeholder per row. The placeholder is replaced by the M video
 tokens (``splice_visual_tokens``), so the LLM sees L + M - 1 positions.
 
+Vision tower: ViT-style (CLIP, SigLIP, ViT) or convolutional (ConvNeXt, ConvNeXt V2, ResNet).
+Its frame tokens ``(B, T, N, D)`` are CLIP's CLS + patch grid, or a conv tower's pooled vector
++ the h*w cells of its last feature map (row-major; ``select="patch"`` drops the first token);
+the image Q-Former and the attention encoders read either as a set of tokens, and a grid
+encoder (``SpatialPool``, ``Conv3dDownsample``) needs ``has_cls_token: true`` when the first
+token is there. See ``videovlm.models.vision_backbones`` and docs/architecture.md.
+
 Parts (for ``set_trainable``): ``vision``, ``image_qformer`` (optional), ``frame_position``
 (the temporal encoder's learned frame embedding, the same module object), ``video_qformer``
 (the temporal encoder, swappable by ``_component_``), ``projector``, ``llm``; plus ``lora``.
@@ -48,7 +55,7 @@ DEFAULT_TEMPORAL = {"_component_": "videovlm.models.temporal.VideoQFormer", "num
 @dataclass
 class VideoLlamaConfig:
     """Fields:
-    vision: the vision tower (checkpoint or config).
+    vision: the vision tower (checkpoint or config; ViT-style or convolutional, see above).
     llm: the causal LM (``kind`` must be ``causal``).
     temporal: the temporal encoder: ``{"_component_": "videovlm.models.temporal.VideoQFormer",
         **its keyword arguments}``; ``input_dim`` is filled in from the frame tokens.

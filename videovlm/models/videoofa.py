@@ -1,6 +1,7 @@
 """VideoOFA: a unified seq2seq model over visual tokens + instruction text (OFA, extended to video).
 
-Encoder input: per-frame patch tokens of the vision tower, mapped to the seq2seq width by the
+Encoder input: per-frame tokens of the vision tower (CLIP's CLS + patches, or a conv tower's
+pooled vector + the cells of its last feature map), mapped to the seq2seq width by the
 visual adapter, plus a learned frame (temporal) embedding and a learned "visual" type
 embedding, followed by the embedded instruction text. The decoder generates the answer text.
 Tasks (captioning, QA, video-text matching, frame order) differ only in the instruction
@@ -43,6 +44,7 @@ class FrameAdapterConfig:
     """Fields:
     spatial_pool: average-pool the patch grid by this stride per frame (1 = keep all patches;
         2 turns CLIP's 7x7 grid into 4x4), which shortens the encoder sequence T times over.
+        The first token (CLIP's CLS, a conv tower's pooled vector) is kept unpooled.
     dropout: dropout on the visual tokens.
     """
 
