@@ -30,3 +30,28 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
     assert "--size" in capsys.readouterr().err
     assert main(["data", "card", str(tmp_path / "nothing")]) == 2
     assert "stats.json not found" in capsys.readouterr().err
+
+
+def test_overwrite_removes_only_a_generated_data_set(tmp_path, capsys):
+    synth = ["data", "synth", "--train", "1", "--val", "0", "--test", "0", "--size", "48", "--frames", "8", "--workers", "1", "--quiet"]
+    # A folder of the user's that happens to have a train/ folder: --overwrite must not empty it.
+    mine = tmp_path / "project"
+    (mine / "train").mkdir(parents=True)
+    (mine / "train" / "model.py").write_text("my code")
+    assert main([*synth, str(mine), "--overwrite"]) == 2
+    assert "nothing was removed" in capsys.readouterr().err
+    assert (mine / "train" / "model.py").read_text() == "my code"
+    # A run stopped midway left its marker (written first) and part of a split: replaced.
+    stopped = tmp_path / "stopped"
+    assert main([*synth, str(stopped)]) == 0
+    (stopped / "stats.json").unlink()
+    (stopped / "train" / "partial.mp4").write_bytes(b"half")
+    assert main([*synth, str(stopped), "--overwrite"]) == 0
+    assert not (stopped / "train" / "partial.mp4").exists() and (stopped / "stats.json").is_file()
+
+
+def test_synth_sizes_are_capped(tmp_path, capsys):
+    for option, value in [("--size", "100000"), ("--frames", "100000")]:
+        assert main(["data", "synth", str(tmp_path / "o"), option, value, "--quiet"]) == 2
+        assert f"{option} must be" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
