@@ -160,3 +160,16 @@ def test_paths_that_are_not_files_are_named(tmp_path, capsys):
     predictions = _predictions(tmp_path / "c.jsonl", [{"video_id": "a", "prediction": "x"}])
     assert evaluate("--task", "caption", "--predictions", predictions, "--data", tmp_path / "dir.jsonl", "--output", tmp_path / "r.json") == 2
     assert "dir.jsonl: is a directory, not a file" in capsys.readouterr().err
+
+
+def test_videobert_zero_shot_report_never_lands_on_its_inputs(tmp_path, capsys):
+    from videovlm.recipes.videobert import main as zero_shot
+
+    split = tmp_path / "test"
+    split.mkdir()
+    (split / "captions.csv").write_text("videoid,name,video\n")
+    (tmp_path / "model").mkdir()
+    for output in (split / "captions.csv", tmp_path / "model" / "r.json"):
+        assert zero_shot(["--model", str(tmp_path / "model"), "--data", str(split), "--output", str(output)]) == 2
+        assert "lies inside" in capsys.readouterr().err  # refused before the model is loaded
+    assert (split / "captions.csv").read_text() == "videoid,name,video\n"

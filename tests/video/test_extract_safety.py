@@ -281,3 +281,19 @@ def test_workers_die_with_the_run(tmp_path, kill_signal):
         except ProcessLookupError:
             pass
         run.wait()
+
+
+def test_a_finished_shard_never_replaces_another(tmp_path):
+    from videovlm.video.extract.sinks import ShardSink, done_shard_keys
+
+    out = tmp_path / "out"
+    out.mkdir()
+    # Two runs of the same part at once: both start numbering at 000000.
+    first = ShardSink(out, out / ".partial" / "a", "videos", max_count=10)
+    second = ShardSink(out, out / ".partial" / "b", "videos", max_count=10)
+    first.write("x", {"000000.jpg": b"jpeg"}, {"key": "x"})
+    second.write("y", {"000000.jpg": b"jpeg"}, {"key": "y"})
+    first.close()
+    second.close()
+    assert sorted(p.name for p in out.glob("*.tar")) == ["videos-000000.tar", "videos-000001.tar"]
+    assert done_shard_keys(out) == {"x", "y"}

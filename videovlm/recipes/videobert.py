@@ -213,6 +213,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
     from videovlm.models import load_pretrained
+    from videovlm.paths import OutputPathError, check_outputs, write_atomic
+
+    if args.output is not None:
+        try:  # before the model loads: the report must not land on what it reads
+            check_outputs({"--output": args.output}, folders={"--model": args.model, "--data": args.data})
+        except OutputPathError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
 
     model = load_pretrained(args.model)
     if not isinstance(model, VideoBertModel):
@@ -226,8 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, value in [("alignment", report["alignment"])] + [(f"template {k}", v) for k, v in report["template_filling"].items()]:
         print(f"{name:>22}: {100 * value['accuracy']:5.1f}%  ({value['correct']}/{value['total']})")
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(report, indent=1) + "\n")
+        write_atomic(args.output, json.dumps(report, indent=1) + "\n")
     return 0
 
 

@@ -88,8 +88,25 @@ class ShardSink:
         return max(numbers, default=-1) + 1
 
     def _publish(self, staged_name: str) -> None:
+        """Move a finished shard into OUTPUT under a number no file has yet: a shard of
+        another run of the same part at once, or a file put there, is never overwritten."""
         staged = Path(staged_name)
-        os.replace(staged, self.output / staged.name)
+        number = int(staged.stem.rsplit("-", 1)[1])
+        while True:
+            target = self.output / f"{self.prefix}-{number:06d}.tar"
+            try:
+                os.link(staged, target)  # fails if the name is taken: no check-then-write race
+            except FileExistsError:
+                number += 1
+                continue
+            except OSError:  # no hard links on this file system: check, then rename
+                if os.path.lexists(target):
+                    number += 1
+                    continue
+                os.rename(staged, target)
+                return
+            staged.unlink()
+            return
 
     def write(self, key: str, files: dict[str, bytes], record: dict) -> None:
         if self._writer is None:
