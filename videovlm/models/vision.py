@@ -143,10 +143,13 @@ class VisionTower(nn.Module):
         # A frozen tower needs no graph: this keeps frozen-vision training cheap in memory.
         with torch.set_grad_enabled(torch.is_grad_enabled() and any(p.requires_grad for p in self.model.parameters())):
             out = self.model(pixel_values=flat, output_hidden_states=self.feature_layer != -1)
-        tokens = select_tokens(out, layout=self.layout, feature_layer=self.feature_layer, select=self.select)  # (B*T, N, D)
+        owner = type(self.model).__name__
+        tokens = select_tokens(
+            out, layout=self.layout, feature_layer=self.feature_layer, select=self.select, owner=owner
+        )  # (B*T, N, D)
         if tokens.shape[1] != self.tokens_per_frame:
             raise ModelConfigError(
-                f"vision: {type(self.model).__name__} gave {tokens.shape[1]} tokens per frame, its layout says "
+                f"vision: {owner} gave {tokens.shape[1]} tokens per frame, its layout says "
                 f"{self.tokens_per_frame} (grid {self.layout.grid_side}x{self.layout.grid_side})"
             )
         return rearrange(tokens, "(b t) n d -> b t n d", b=batch)  # (B, T, N, D)

@@ -166,11 +166,11 @@ def vit_layout(cfg: PretrainedConfig, *, feature_layer: int, has_cls: bool) -> T
     )
 
 
-def select_tokens(output, *, layout: TokenLayout, feature_layer: int, select: Select) -> torch.Tensor:
-    """One frame batch's tokens ``(B*T, N, D)`` from a backbone output of either kind."""
+def select_tokens(output, *, layout: TokenLayout, feature_layer: int, select: Select, owner: str) -> torch.Tensor:
+    """One frame batch's tokens ``(B*T, N, D)`` from the output of backbone ``owner`` (either kind)."""
     if select == "pooled":
         if getattr(output, "pooler_output", None) is None:
-            raise ModelConfigError("vision.select: this vision model has no pooled output; use 'all' or 'patch'")
+            raise ModelConfigError(f"vision.select: {owner} has no pooled output; use 'all' or 'patch'")
         return rearrange(output.pooler_output.flatten(1), "n d -> n 1 d")  # (B*T, 1, D); ResNet pools to (C, 1, 1)
     hidden = output.last_hidden_state if feature_layer == -1 else output.hidden_states[feature_layer]
     if hidden.ndim == 3:  # ViT-style: (B*T, [CLS +] grid, D)
