@@ -22,7 +22,15 @@ from pathlib import Path
 import torch
 
 from videovlm.qa.families import Answerer, ChatTurn, Prompt, answerer_for
-from videovlm.qa.frames import QAInputError, SampledFrames, VideoInput, load_frames, model_sampler_spec, timestamp_prefix
+from videovlm.qa.frames import (
+    QAInputError,
+    SampledFrames,
+    VideoInput,
+    blank_sampled_frames,
+    load_frames,
+    model_sampler_spec,
+    timestamp_prefix,
+)
 from videovlm.qa.generation import GenerationSettings
 from videovlm.video.types import VideoDecodeError
 
@@ -35,10 +43,16 @@ FRAME_CACHE_SIZE = 16
 
 @dataclass(frozen=True)
 class QARequest:
-    """One question of a batch: the video (path or frames) and the question text."""
+    """One question of a batch: the video (path or frames) and the question text.
+
+    ``blank_frames``: ask about black frames of the video's decoded shape instead of its
+    picture (the blank control of ``videovlm eval --control blank``); the video is still
+    decoded, so a broken video fails the same way and the frame count and size are real.
+    """
 
     video: VideoInput
     question: str
+    blank_frames: bool = False
 
 
 @dataclass(frozen=True)
@@ -194,6 +208,8 @@ class VideoQA:
             for i, request in enumerate(chunk):
                 try:
                     frames = self._cached_frames(request.video, cache)
+                    if request.blank_frames:
+                        frames = blank_sampled_frames(frames)
                     prompts[i] = self.answerer.caption_prompt(frames) if captions else self.prompt(request.question, frames, timestamps=options.timestamps)
                 except ITEM_ERRORS as e:
                     results[i] = _error(e)

@@ -3,7 +3,9 @@ and write the predictions JSONL that ``videovlm eval --predictions`` reads.
 
 Lines follow ``videovlm.eval.records``: ``video_id``, ``question``, ``answer`` (the reference),
 ``type``, and ``prediction`` or ``error``. A missing or corrupt video gives an error line;
-the run goes on. ``predict_records`` is what ``videovlm eval --model`` calls.
+the run goes on. ``predict_records`` is what ``videovlm eval --model`` calls;
+``predict_controlled_records`` / ``controlled_prediction_rows`` add a video-blind control
+pass (``videovlm eval --control``, see ``videovlm.qa.controls``).
 
 The output may not be the data file, one of its videos or inside the model folder
 (``OutputPathError``, before any work); it is written under a temporary name beside it and
@@ -15,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from tqdm import tqdm
 
 from videovlm.paths import atomic_output, check_outputs
 from videovlm.qa.api import BatchOptions, QARequest, QAResult, VideoQA
+from videovlm.qa.controls import DEFAULT_CONTROL_SEED, ControlError, control_plan, control_predictions_path
 from videovlm.qa.frames import QAInputError
 
 TASKS = ("qa", "pope", "caption")
@@ -31,12 +34,13 @@ TASKS = ("qa", "pope", "caption")
 @dataclass(frozen=True)
 class BatchSummary:
     """What a batch run wrote: lines, lines with an error, distinct videos of those lines,
-    the output file."""
+    the output file, and the control pass's predictions file (``control=``, else None)."""
 
     total: int
     errors: int
     output: Path
     failed_videos: int = 0
+    control_output: Path | None = None
 
 
 def read_task_data(data: str | Path, *, task: str) -> list:
@@ -81,7 +85,7 @@ def prediction_rows(
         rows = [{"video_id": v, "references": references[v]} for v in ids]
     else:
         requests = [QARequest(r.video, r.question) for r in records]
-        rows = [{"video_id": r.video_id, "question": r.question, "answer": r.answer, "type": r.type} for r in records]
+        rows = [question_row(r) for r in records]
     bar = tqdm(total=len(requests), desc="videovlm qa", unit="q", disable=not progress)
     done = 0
     try:
@@ -92,6 +96,59 @@ def prediction_rows(
             bar.update(len(chunk))
     finally:
         bar.close()
+
+
+def question_row(record) -> dict:
+    """The fields of a QA record that a predictions line repeats (the answer is the reference)."""
+    return {"video_id": record.video_id, "question": record.question, "answer": record.answer, "type": record.type}
+
+
+@dataclass(frozen=True)
+class ControlledRows:
+    """Predictions-file dicts of a run with a video-blind control, both in data order.
+
+    real: each question with its own video. control: the same questions under the control
+    ``name`` (``shuffled`` or ``blank``); each line also names the control and
+    ``control_video_id``, the video whose frames (or frame shape, for ``blank``) it was
+    asked about. seed: the shuffled control's seed (None for blank)."""
+
+    real: list[dict]
+    control: list[dict]
+    name: str
+    seed: int | None
+
+
+def controlled_prediction_rows(
+    vqa: VideoQA,
+    records: Sequence,
+    *,
+    control: str,
+    seed: int = DEFAULT_CONTROL_SEED,
+    options: BatchOptions | None = None,
+    progress: bool = False,
+) -> ControlledRows:
+    """Answer QA ``records`` twice in one pass: with their own videos and under ``control``
+    (see ``videovlm.qa.controls``); each video is decoded once. ``ControlError`` before any
+    inference when the control cannot run (a shuffled control on fewer than 2 videos)."""
+    plan = control_plan(records, control=control, seed=seed)
+    real: list[dict | None] = [None] * len(records)
+    controlled: list[dict | None] = [None] * len(records)
+    bar = tqdm(total=len(plan), desc=f"videovlm qa + {control} control", unit="q", disable=not progress)
+    done = 0
+    try:
+        for chunk in vqa.iter_batches([p.request for p in plan], options=options):
+            for result in chunk:
+                planned = plan[done]
+                row = _with_result(question_row(records[planned.record]), result)
+                if planned.is_control:
+                    controlled[planned.record] = {**row, "control": control, "control_video_id": planned.frames_video_id}
+                else:
+                    real[planned.record] = row
+                done += 1
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+    return ControlledRows(real, controlled, control, seed if control == "shuffled" else None)
 
 
 def _with_result(row: dict, result: QAResult) -> dict:
@@ -116,21 +173,40 @@ def write_predictions(
     options: BatchOptions | None = None,
     progress: bool = True,
     model_dir: str | Path | None = None,
+    control: str | None = None,
+    control_seed: int = DEFAULT_CONTROL_SEED,
 ) -> BatchSummary:
     """Answer ``data`` and write one JSON line per question to ``output`` as answers come
     (a long run can be followed with ``tail -f`` on the temporary file, named on stderr
     with ``progress``). VideoBERT without ``options.candidates`` chooses among the data's
-    answers. ``model_dir`` (the model's folder) is protected from the output as well."""
+    answers. ``model_dir`` (the model's folder) is protected from the output as well.
+
+    ``control`` (``shuffled`` / ``blank``, QA tasks): also answer every question under that
+    video-blind control (``controlled_prediction_rows``) into
+    ``control_predictions_path(output, control)``; both files are written at the end."""
     records = read_task_data(data, task=task)
+    control_output = None if control is None else control_predictions_path(output, control)
     check_output_path(output, data=data, records=records, model_dir=model_dir)
+    if control_output is not None:
+        check_control_data(records, data=data, task=task, control=control, seed=control_seed)
+        check_output_path(control_output, data=data, records=records, model_dir=model_dir)
     options = with_default_candidates(vqa, records, options or BatchOptions(), task=task)
+    if control is None:
+        return _write_rows(output, prediction_rows(vqa, records, task=task, options=options, progress=progress), progress=progress)
+    controlled = controlled_prediction_rows(vqa, records, control=control, seed=control_seed, options=options, progress=progress)
+    control_summary = _write_rows(control_output, controlled.control, progress=progress)
+    summary = _write_rows(output, controlled.real, progress=progress)
+    return dataclasses.replace(summary, control_output=control_summary.output)
+
+
+def _write_rows(output: str | Path, rows: Iterable[dict], *, progress: bool) -> BatchSummary:
     output = Path(output)
     total = errors = 0
     failed_videos: set[str] = set()
     with atomic_output(output) as handle:
         if progress:
             print(f"writing {handle.name} (renamed to {output} when complete)", file=sys.stderr)
-        for row in prediction_rows(vqa, records, task=task, options=options, progress=progress):
+        for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
             handle.flush()
             total += 1
@@ -138,6 +214,29 @@ def write_predictions(
                 errors += 1
                 failed_videos.add(row["video_id"])
     return BatchSummary(total=total, errors=errors, output=output, failed_videos=len(failed_videos))
+
+
+def check_control_data(records: Sequence, *, data: str | Path, task: str, control: str, seed: int = DEFAULT_CONTROL_SEED) -> None:
+    """``ControlError`` naming ``data`` when ``control`` cannot run on its records (a caption
+    task, an unknown control, a shuffled control on one video); called before the model loads."""
+    if task == "caption":
+        raise ControlError(f"{data}: a video-blind control re-asks QA questions; it does not apply to task {task!r}")
+    try:
+        control_plan(records, control=control, seed=seed)
+    except ControlError as e:
+        raise ControlError(f"{data}: {e}") from None
+
+
+def _load_for_prediction(
+    model_dir, data, *, task: str, batch_size: int, device: str, sampler: str | None, control: str | None = None, seed: int = DEFAULT_CONTROL_SEED
+):
+    """The records of ``data``, the loaded model and the batch options of a prediction run
+    (a control is checked against the records first: a bad one fails before the model loads)."""
+    records = read_task_data(data, task=task)
+    if control is not None:
+        check_control_data(records, data=data, task=task, control=control, seed=seed)
+    vqa = VideoQA.from_pretrained(model_dir, device=device, sampler=sampler)
+    return records, vqa, with_default_candidates(vqa, records, BatchOptions(batch_size=batch_size), task=task)
 
 
 def predict_records(
@@ -151,7 +250,25 @@ def predict_records(
 ) -> list[dict]:
     """Predictions-file dicts of a saved model on ``data`` (``videovlm eval --model``):
     ``qa``/``pope`` read a QA JSON, ``caption`` a captions CSV (one caption per video)."""
-    records = read_task_data(data, task=task)
-    vqa = VideoQA.from_pretrained(model_dir, device=device, sampler=sampler)
-    options = with_default_candidates(vqa, records, BatchOptions(batch_size=batch_size), task=task)
+    records, vqa, options = _load_for_prediction(model_dir, data, task=task, batch_size=batch_size, device=device, sampler=sampler)
     return list(prediction_rows(vqa, records, task=task, options=options))
+
+
+def predict_controlled_records(
+    *,
+    model_dir: str | Path,
+    data: str | Path,
+    control: str,
+    seed: int = DEFAULT_CONTROL_SEED,
+    task: str = "qa",
+    batch_size: int = 8,
+    device: str = "cpu",
+    sampler: str | None = None,
+) -> ControlledRows:
+    """``predict_records`` plus the same questions under a video-blind ``control``
+    (``videovlm eval --model --control``); ``ControlError`` before the model loads when the
+    control cannot run on ``data``."""
+    records, vqa, options = _load_for_prediction(
+        model_dir, data, task=task, batch_size=batch_size, device=device, sampler=sampler, control=control, seed=seed
+    )
+    return controlled_prediction_rows(vqa, records, control=control, seed=seed, options=options)

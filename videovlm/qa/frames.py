@@ -110,6 +110,26 @@ def _decode(path: Path, *, sampler, backend: str) -> SampledFrames:
     return SampledFrames(frames=batch.frames, valid=torch.tensor(sample.valid, dtype=torch.bool), times=times, source=str(path))
 
 
+def blank_frames_like(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """All-black frames of the same shape: uint8 zeros ``(T, H, W, 3)``.
+
+    Black *pixels*, not zero model inputs: they go through the model's processor like any
+    frames, so after its normalisation they become ``(0 - mean) / std``, the value a black
+    frame really has (zeros after normalisation would be a mid-grey image)."""
+    frames = torch.as_tensor(frames)
+    if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise QAInputError(f"frames: expected uint8 RGB (T, H, W, 3), got dtype {frames.dtype} shape {tuple(frames.shape)}")
+    return torch.zeros_like(frames)
+
+
+def blank_sampled_frames(frames: SampledFrames) -> SampledFrames:
+    """``frames`` with black pixels in place of the picture; the validity mask (the sampler's
+    padding) and the frame times are kept, so only what the frames show changes."""
+    return SampledFrames(
+        frames=blank_frames_like(frames.frames), valid=frames.valid, times=frames.times, source=f"black frames shaped like {frames.source}"
+    )
+
+
 def timestamp_prefix(times: tuple[float, ...] | None, *, source: str) -> str:
     """``"the video's 4 frames are sampled at 0.0s, 0.5s, 1.0s, 1.5s."`` (``--timestamps``)."""
     if times is None:
