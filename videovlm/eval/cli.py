@@ -1,7 +1,7 @@
 """`videovlm eval`: score predictions (or a model's answers) and write the report.
 
     videovlm eval --task qa --predictions predictions.jsonl [--output report.json]
-    videovlm eval --task qa --model DIR --data test/qa.json
+    videovlm eval --task qa --model DIR --data test/qa.json [--control shuffled|blank [--control-seed 0]]
     videovlm eval --task caption --predictions captions.jsonl --data test/captions.csv \\
         [--annotations test/annotations.jsonl]
     videovlm eval --task retrieval --scores scores.safetensors
@@ -10,17 +10,23 @@
 With ``--model``, inference goes through `videovlm.qa` (`predict_records(model_dir=, data=,
 task=)` returning prediction dicts, and `retrieval_scores(model_dir=, data=)` returning the
 (N_text, N_video) score matrix and the text -> video pairing); the predictions are saved next
-to the report so that the numbers can be recomputed without the model.
+to the report so that the numbers can be recomputed without the model. ``--control`` answers
+every question a second time without its video (`videovlm.eval.controls`): the report adds
+the accuracy under the control and the drop per type, and the control's predictions go
+beside the real ones (``<output stem>.control-<name>.predictions.jsonl``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from videovlm.eval.controls import CONTROLS, DEFAULT_CONTROL_SEED, control_predictions_path, control_section
 from videovlm.eval.records import (
     PredictionRecord,
     duplicate_ids,
@@ -63,23 +69,74 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--sampler", default="uniform:8", help="caption CLIPScore: frames to score per video (default: uniform:8)")
     parser.add_argument("--output", type=Path, default=Path("report.json"), help="report JSON path; .md and .png are written beside it")
+    parser.add_argument(
+        "--control",
+        choices=CONTROLS,
+        help="qa with --model: answer every question again without its video, 'shuffled' (the frames of another "
+        "video, a seeded derangement) or 'blank' (black frames); the report shows real, control and drop per type",
+    )
+    parser.add_argument(
+        "--control-seed",
+        type=int,
+        default=None,
+        help=f"--control shuffled: the seed of the video permutation (default {DEFAULT_CONTROL_SEED})",
+    )
 
 
-def _model_predictions(args: argparse.Namespace, *, require_answer: bool) -> list[PredictionRecord]:
+def check_control_arguments(args: argparse.Namespace) -> None:
+    """A control re-answers the questions, so it needs the model (not fixed --predictions)."""
+    if args.control is None:
+        if args.control_seed is not None:
+            raise EvalInputError("--control-seed is the seed of --control shuffled; give --control shuffled with it")
+        return
+    if args.task != "qa":
+        raise EvalInputError(f"--control is for --task qa (per-type accuracy with and without the video), not --task {args.task}")
+    if args.model is None:
+        given = "--predictions" if args.predictions is not None else "--scores"
+        raise EvalInputError(
+            f"--control {args.control} needs --model DIR (with --data): the control answers every question again "
+            f"without its video, and {given} holds fixed answers"
+        )
+    if args.control_seed is not None and args.control != "shuffled":
+        raise EvalInputError(f"--control-seed is the seed of --control shuffled; --control {args.control} has no randomness")
+
+
+def _predictions_path(args: argparse.Namespace) -> Path:
+    return args.output.with_suffix(".predictions.jsonl")
+
+
+def _parse_rows(rows: list[dict], *, require_answer: bool, where: str) -> list[PredictionRecord]:
+    return [parse_prediction(row, where=f"{where} item {i}", require_answer=require_answer) for i, row in enumerate(rows)]
+
+
+def _model_predictions(args: argparse.Namespace, *, require_answer: bool) -> tuple[list[PredictionRecord], dict | None]:
+    """The model's predictions on --data (saved beside the report) and, with --control, the
+    report's control block (the control pass saved beside them too)."""
     if args.data is None:
         raise EvalInputError("--model needs --data (the questions or videos to run the model on)")
-    from videovlm.qa import predict_records  # imported here: it loads torch models
+    from videovlm.qa import predict_controlled_records, predict_records  # imported here: it loads torch models
 
-    rows = predict_records(model_dir=args.model, data=args.data, task=args.task)
-    records = [
-        parse_prediction(row, where=f"model output item {i}", require_answer=require_answer) for i, row in enumerate(rows)
-    ]
+    if args.control is None:
+        rows, controlled = predict_records(model_dir=args.model, data=args.data, task=args.task), None
+    else:
+        seed = DEFAULT_CONTROL_SEED if args.control_seed is None else args.control_seed
+        controlled = predict_controlled_records(model_dir=args.model, data=args.data, task=args.task, control=args.control, seed=seed)
+        rows = controlled.real
+    records = _parse_rows(rows, require_answer=require_answer, where="model output")
     if not records:
         raise EvalInputError(f"the model produced no predictions for {args.data}")
-    saved = args.output.with_suffix(".predictions.jsonl")
+    saved = _predictions_path(args)
     write_atomic(saved, "".join(to_json_line(r) + "\n" for r in records))
     print(f"predictions saved to {saved}")
-    return records
+    if controlled is None:
+        return records, None
+    control_records = _parse_rows(controlled.control, require_answer=require_answer, where=f"{args.control} control output")
+    control_saved = control_predictions_path(saved, args.control)
+    # the raw lines: they name the video whose frames each answer saw (control_video_id)
+    write_atomic(control_saved, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in controlled.control))
+    print(f"{args.control} control predictions saved to {control_saved}")
+    section = control_section(name=args.control, real=records, control=control_records, seed=controlled.seed, predictions=control_saved)
+    return records, section
 
 
 def _caption_data(data: Path | None, *, need_videos: bool) -> tuple[dict[str, list[str]] | None, dict[str, Path]]:
@@ -167,21 +224,32 @@ def _check_unique(records: list[PredictionRecord], args: argparse.Namespace) -> 
     )
 
 
-def _evaluate(args: argparse.Namespace) -> tuple[TaskResult, int, int]:
-    """The task result, the number of items and the number of errors."""
+@dataclass(frozen=True)
+class Evaluation:
+    """What the report is built from: the task result, the items scored, those with an
+    error, and the video-blind control block (--control, else None)."""
+
+    result: TaskResult
+    items: int
+    errors: int
+    control: dict | None = None
+
+
+def _evaluate(args: argparse.Namespace) -> Evaluation:
     if args.task == "retrieval":
         scores, text_to_video = _retrieval_inputs(args)
         try:
-            return evaluate_retrieval(scores, text_to_video), scores.shape[0], 0
+            return Evaluation(evaluate_retrieval(scores, text_to_video), scores.shape[0], 0)
         except ValueError as e:  # shapes, ids or NaN that do not fit: name where they came from
             raise EvalInputError(f"{args.scores or args.model}: {e}") from None
     if args.scores is not None:
         raise EvalInputError(f"--scores is for --task retrieval, not {args.task}")
     require_answer = args.task in ("qa", "pope")
+    control = None
     if args.predictions is not None:
         records = read_predictions_jsonl(args.predictions, require_answer=require_answer)
     else:
-        records = _model_predictions(args, require_answer=require_answer)
+        records, control = _model_predictions(args, require_answer=require_answer)
     _check_unique(records, args)
     if args.task == "qa":
         result = evaluate_qa(records)
@@ -189,7 +257,7 @@ def _evaluate(args: argparse.Namespace) -> tuple[TaskResult, int, int]:
         result = evaluate_pope(records)
     else:
         result = _evaluate_caption(args, records)
-    return result, len(records), sum(r.prediction is None for r in records)
+    return Evaluation(result, len(records), sum(r.prediction is None for r in records), control)
 
 
 def _annotations_path(args: argparse.Namespace) -> Path | None:
@@ -216,7 +284,9 @@ def _check_output_paths(args: argparse.Namespace) -> None:
     output = args.output
     outputs = {"--output": output, "the markdown report": output.with_suffix(".md"), "the chart": output.with_suffix(".png")}
     if args.model is not None and args.task != "retrieval":
-        outputs["the saved predictions"] = output.with_suffix(".predictions.jsonl")
+        outputs["the saved predictions"] = _predictions_path(args)
+        if args.control is not None:
+            outputs["the control's predictions"] = control_predictions_path(_predictions_path(args), args.control)
     files = {"--predictions": args.predictions, "--scores": args.scores, "--data": args.data, "--annotations": _annotations_path(args)}
     files.update(_data_videos(args))
     check_outputs(outputs, files=files, folders={"--model": args.model, "--clip-model": args.clip_model})
@@ -232,30 +302,37 @@ def _command_line(args: argparse.Namespace) -> list[str]:
             command += [f"--{option.replace('_', '-')}", str(value)]
     if args.clip_model is not None:
         command += ["--sampler", args.sampler]
+    if args.control is not None:
+        command += ["--control", args.control]
+        if args.control == "shuffled":
+            command += ["--control-seed", str(DEFAULT_CONTROL_SEED if args.control_seed is None else args.control_seed)]
     return command
 
 
 def run(args: argparse.Namespace) -> int:
     try:
+        check_control_arguments(args)
         _check_output_paths(args)
-        result, items, errors = _evaluate(args)
+        evaluation = _evaluate(args)
     except (ValueError, OSError, VideoDecodeError) as e:
-        # bad inputs (EvalInputError, PredictionFormatError, DataFormatError are ValueErrors),
-        # missing files and undecodable videos: one clear line, no traceback
+        # bad inputs (EvalInputError, PredictionFormatError, DataFormatError, ControlError are
+        # ValueErrors), missing files and undecodable videos: one clear line, no traceback
         print(f"videovlm eval: error: {e}", file=sys.stderr)
         return 2
+    result = evaluation.result
     report = build_report(
         task=args.task,
         command=_command_line(args),
         metrics=result.metrics,
-        items=items,
-        errors=errors,
+        items=evaluation.items,
+        errors=evaluation.errors,
         data=args.data,
         predictions=args.predictions or args.scores,
         model=args.model,
         per_type=result.per_type,
         details=result.details,
         non_fraction_metrics=result.non_fraction_metrics,
+        control=evaluation.control,
     )
     try:
         paths = write_report(report, args.output)
