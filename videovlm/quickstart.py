@@ -9,7 +9,9 @@ Steps (each prints a ``[i/6]`` line, then its own progress bar):
 4. ``videollama``: the tiny Video-LLaMA recipe, frozen vision tower and frozen LLM as in the paper
    (``recipes/videollama/tiny.yaml``), trained from cached tower features;
 5. ``answer``: one question about one test video (``videovlm.qa.VideoQA``);
-6. ``eval``: every test question, exact-match accuracy per type (``videovlm.eval``).
+6. ``eval``: every test question, exact-match accuracy per type (``videovlm.eval``), and the
+   shuffled video-blind control under the table (each question asked about another test
+   video; the drop from the real video shows the model reads it).
 
 Everything goes under ``--output`` (default ``./videovlm_quickstart``). A step whose output is
 complete (its marker file, written last) is skipped, so a second run is fast and an
@@ -92,6 +94,9 @@ def parse_overrides(items: list[str]) -> dict[str, list[str]]:
 
 # step name -> recipe file under recipes/ (the three training steps)
 TRAIN_STEPS = {"vision": "backbones/clip.yaml", "llm": "backbones/llm.yaml", "videollama": "videollama/tiny.yaml"}
+# The video-blind control of the eval step (videovlm.eval.controls): every test question is
+# asked again about another test video's frames; the drop is the proof the model reads the video.
+EVAL_CONTROL = "shuffled"
 # The quickstart runs these recipes as they are (their defaults fit its ~10-minute budget on
 # 2 cores); --override RECIPE:key=value changes one value.
 
@@ -192,6 +197,9 @@ class Quickstart:
         print(f"      answer:   {answer}   (truth: {record.answer})", flush=True)
 
     def evaluate(self, model_dir: Path) -> dict:
+        """Every test question with its video, and again under the shuffled control (each
+        question asked about another test video): the drop shows the model reads the video."""
+        from videovlm.eval.controls import DEFAULT_CONTROL_SEED, control_section
         from videovlm.eval.records import read_predictions_jsonl
         from videovlm.eval.tasks import evaluate_qa
         from videovlm.qa import VideoQA
@@ -199,9 +207,19 @@ class Quickstart:
 
         predictions = self.output / "eval" / "test_predictions.jsonl"
         vqa = VideoQA.from_pretrained(model_dir)
-        write_predictions(vqa, self.data_dir / "test" / "qa.json", predictions, task="qa", progress=True)
-        result = evaluate_qa(read_predictions_jsonl(predictions, require_answer=True))
-        report = {"model": str(model_dir), "metrics": result.metrics, "per_type": result.per_type}
+        summary = write_predictions(
+            vqa, self.data_dir / "test" / "qa.json", predictions, task="qa", progress=True, control=EVAL_CONTROL, control_seed=DEFAULT_CONTROL_SEED
+        )
+        records = read_predictions_jsonl(predictions, require_answer=True)
+        result = evaluate_qa(records)
+        control = control_section(
+            name=EVAL_CONTROL,
+            real=records,
+            control=read_predictions_jsonl(summary.control_output, require_answer=True),
+            seed=DEFAULT_CONTROL_SEED,
+            predictions=summary.control_output,
+        )
+        report = {"model": str(model_dir), "metrics": result.metrics, "per_type": result.per_type, "control": control}
         (self.output / "eval" / "test_accuracy.json").write_text(json.dumps(report, indent=1) + "\n")
         return report
 
@@ -220,11 +238,15 @@ class Quickstart:
         self.answer_one(model_dir)
         report_path = self.output / "eval" / "test_accuracy.json"
         marker = self.output / "eval" / MARKER
-        if marker.is_file() and (not report_path.is_file() or json.loads(report_path.read_text()).get("model") != str(model_dir)):
-            marker.unlink()  # the finished evaluation is of another model (the recipe changed): evaluate again
-        self.run_step("eval", "every test question, exact match per type", self.output / "eval" / MARKER, lambda: self.evaluate(model_dir))
+        if marker.is_file() and (not report_path.is_file() or not _is_current_eval(json.loads(report_path.read_text()), model_dir)):
+            marker.unlink()  # the finished evaluation is of another model (the recipe changed), or has no control: evaluate again
+        self.run_step("eval", f"every test question, exact match per type, and the {EVAL_CONTROL} control", self.output / "eval" / MARKER, lambda: self.evaluate(model_dir))
         print_accuracy(json.loads(report_path.read_text()))
         return 0
+
+
+def _is_current_eval(report: dict, model_dir: Path) -> bool:
+    return report.get("model") == str(model_dir) and bool(report.get("control"))
 
 
 def print_accuracy(report: dict) -> None:
@@ -239,7 +261,23 @@ def print_accuracy(report: dict) -> None:
         if key in report["metrics"]:
             label = key.split("/")[-1] if "/" in key else "overall"
             print(f"  {label:<10} {100 * report['metrics'][key]:7.1f}%")
+    if report.get("control"):
+        print_control_row(report["control"])
     print(f"model: {report['model']}")
+
+
+def print_control_row(control: dict) -> None:
+    """The video-blind control under the table: overall accuracy when every question is asked
+    about another test video, and the drop from the real video (per static / temporal too)."""
+    pooled = control["pooled"]
+    overall = pooled["overall"]
+    groups = "; ".join(
+        f"{name} {100 * pooled[name]['control']:.1f}%, drop {100 * pooled[name]['drop']:.1f}" for name in ("static", "temporal") if name in pooled
+    )
+    print(f"  {control['name']:<10} {100 * overall['control']:7.1f}%  {overall['control_correct']:>7} / {overall['total']}"
+          f"  drop {100 * overall['drop']:.1f} points from the real video ({groups})")
+    seed = f" (seed {control['seed']})" if control.get("seed") is not None else ""
+    print(f"  {control['name']} control: {control['description']}{seed}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -56,6 +56,12 @@ def test_micro_quickstart_runs_then_reuses_every_step(tmp_path, mini_data, capsy
         assert step in first
     assert "answer:" in first and "test accuracy per question type" in first and "direction" in first
     assert (output / "eval" / "test_accuracy.json").is_file()
+    # the shuffled video-blind control: a row under the table, its rows in the report, its answers beside the real ones
+    control = json.loads((output / "eval" / "test_accuracy.json").read_text())["control"]
+    overall = control["pooled"]["overall"]
+    assert control["name"] == "shuffled" and overall["drop"] == overall["real"] - overall["control"]
+    assert f"  shuffled   {100 * overall['control']:7.1f}%" in first and "drop " in first
+    assert (output / "eval" / "test_predictions.control-shuffled.jsonl").is_file()
     # Video-LLaMA's frozen tower ran once per frame (train + val) before training read the cache.
     assert "train features: " in first and "val features: " in first
     assert (output / "runs" / "videollama" / "tiny" / "feature_cache" / "index.json").is_file()
