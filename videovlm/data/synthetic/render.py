@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -56,10 +57,17 @@ def render_background(rng: np.random.Generator, *, height: int, width: int) -> n
 
 def render_video(ann: VideoAnnotation, background: np.ndarray) -> np.ndarray:
     """Frames ``(T, H, W, 3)`` uint8 RGB: each visible object alpha-blended over the background."""
-    frames = np.repeat(background[None], ann.num_frames, axis=0)  # (T, H, W, 3)
+    return render_frames(ann, background, range(ann.num_frames))
+
+
+def render_frames(ann: VideoAnnotation, background: np.ndarray, frames: Sequence[int]) -> np.ndarray:
+    """Only the frames ``frames`` of the video, ``(len(frames), H, W, 3)`` uint8 RGB (what
+    ``render_video(...)[frames]`` gives, without drawing the others)."""
+    out = np.repeat(background[None], len(frames), axis=0)  # (T', H, W, 3)
     for obj in ann.objects:
         mask = shape_mask(obj.shape, obj.size)[..., None]  # (S, S, 1)
-        for t, centre in enumerate(obj.positions):
+        for i, t in enumerate(frames):
+            centre = obj.positions[t]
             if centre is None:
                 continue
             left = int(round(centre[0] - obj.size / 2))
@@ -69,6 +77,6 @@ def render_video(ann: VideoAnnotation, background: np.ndarray) -> np.ndarray:
             x0, x1 = max(left, 0), min(left + obj.size, ann.width)
             alpha = mask[y0 - top : y1 - top, x0 - left : x1 - left]
             colour = np.asarray(COLORS[obj.color_at(t)], dtype=np.float32)
-            region = frames[t, y0:y1, x0:x1]
-            frames[t, y0:y1, x0:x1] = region * (1.0 - alpha) + colour * alpha
-    return np.clip(np.rint(frames), 0, 255).astype(np.uint8)
+            region = out[i, y0:y1, x0:x1]
+            out[i, y0:y1, x0:x1] = region * (1.0 - alpha) + colour * alpha
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
