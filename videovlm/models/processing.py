@@ -165,6 +165,36 @@ class ChatTemplateConfig:
     max_length: int = 256
 
 
+def encode_chat(tokenizer, template: ChatTemplateConfig, turns: Sequence[Turn], *, where: str, generation: bool = False) -> tuple[list[int], list[int]]:
+    """Token ids and labels (-100 except the answers and their ``</s>``) of a conversation in
+    the Video-LLaMA template; ``generation`` ends with the assistant marker. The one encoding of
+    the template: the processor's, and the tiny LLM's chat pretraining (so the two agree token
+    for token)."""
+
+    def text_ids(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    ids = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    ids += text_ids(template.system) if template.system else []
+    labels = [IGNORE_INDEX] * len(ids)
+    for i, turn in enumerate(turns):
+        if turn.role == "human":
+            piece = text_ids(f"{template.human_marker} {turn.text}") + text_ids(template.assistant_marker)
+            ids += piece
+            labels += [IGNORE_INDEX] * len(piece)
+        elif turn.role == "gpt":
+            if i == 0:
+                raise ProcessorError(f"{where}: turn 0 is a gpt turn; conversations start with a human turn")
+            piece = text_ids(f" {turn.text}") + [tokenizer.eos_token_id]
+            ids += piece
+            labels += piece
+        else:
+            raise ProcessorError(f"{where}: turn {i} has role {turn.role!r} (expected human or gpt)")
+    if generation and (not turns or turns[-1].role != "human"):
+        raise ProcessorError(f"{where}: a generation prompt must end with a human turn")
+    return ids, labels
+
+
 class VideoLlamaProcessor(FamilyProcessor):
     """Chat-template processor of Video-LLaMA (see ``ChatTemplateConfig``)."""
 
@@ -178,31 +208,9 @@ class VideoLlamaProcessor(FamilyProcessor):
 
         return load_processor(directory, expected=cls)
 
-    def _prefix(self) -> list[int]:
-        bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
-        return bos + (self._ids(self.template.system) if self.template.system else [])
-
     def encode_turns(self, turns: Sequence[Turn], *, where: str, generation: bool = False) -> tuple[list[int], list[int]]:
         """Token ids and labels of a conversation; ``generation`` ends with the assistant marker."""
-        ids = self._prefix()
-        labels = [IGNORE_INDEX] * len(ids)
-        eos = self.tokenizer.eos_token_id
-        for i, turn in enumerate(turns):
-            if turn.role == "human":
-                piece = self._ids(f"{self.template.human_marker} {turn.text}") + self._ids(self.template.assistant_marker)
-                ids += piece
-                labels += [IGNORE_INDEX] * len(piece)
-            elif turn.role == "gpt":
-                if i == 0:
-                    raise ProcessorError(f"{where}: turn 0 is a gpt turn; conversations start with a human turn")
-                piece = self._ids(f" {turn.text}") + [eos]
-                ids += piece
-                labels += piece
-            else:
-                raise ProcessorError(f"{where}: turn {i} has role {turn.role!r} (expected human or gpt)")
-        if generation and (not turns or turns[-1].role != "human"):
-            raise ProcessorError(f"{where}: a generation prompt must end with a human turn")
-        return ids, labels
+        return encode_chat(self.tokenizer, self.template, turns, where=where, generation=generation)
 
     def __call__(self, record: Any, frames=None) -> dict[str, torch.Tensor]:
         """A training item from a record (labels -100 except the answers), or a generation
