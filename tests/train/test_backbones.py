@@ -161,3 +161,43 @@ def test_tiny_clip_patch_size_sets_tokens_per_frame(tokenizer):
     assert tokens.shape == (1, 197, 128)
     with pytest.raises(ValueError, match="patch_size: must divide the image size 112, got 10"):
         tiny_clip_vision_config(patch_size=10)
+
+
+def test_scene_chat_is_fresh_grounded_and_labels_answers_only(tokenizer):
+    """Each item is a fresh scene's conversation (caption in the first human turn, every question
+    asked, labels on the answers only), reproducible from its key, rendered by the Video-LLaMA
+    template encoding; min/max_objects bound the scene's objects."""
+    from videovlm.data.synthetic.captions import DESCRIBE_PROMPTS
+    from videovlm.data.synthetic.scene import SceneConfig
+    from videovlm.data.synthetic.vocabulary import SHAPES
+    from videovlm.models.processing import ChatTemplateConfig, encode_chat
+    from videovlm.train.backbones import SceneChatDataset
+
+    draft = SceneChatDataset(processor=TextProcessor(tokenizer, objective="causal"), seed=3, min_objects=2, describe_share=1.0)
+    texts = [turn.text for index in range(40) for turn in draft.turns(0, index)]
+    wide = train_tokenizer(texts, vocab_size=400)  # every word of these conversations is in the vocabulary
+    processor = TextProcessor(wide, objective="causal")
+    chat = SceneChatDataset(processor=processor, seed=3, min_objects=2, max_objects=3, describe_share=1.0)
+    turns = chat.turns(0, 5)
+    assert turns == draft.turns(0, 5) and turns != chat.turns(0, 6) and turns != chat.turns(1, 5)
+    assert [t.role for t in turns] == ["human", "gpt"] * (len(turns) // 2) and len(turns) >= 6
+    describe = next(number for number in range(0, len(turns), 2) if turns[number].text.endswith(DESCRIBE_PROMPTS))
+    caption = turns[describe + 1].text  # the describe request is answered by the caption...
+    assert turns[0].text.startswith(caption + " ")  # ...which opens the conversation
+    assert 2 <= sum(f" {shape}" in caption for shape in SHAPES) <= 3
+
+    item = chat[(0, 5)]
+    ids, labels = encode_chat(wide, ChatTemplateConfig(), turns, where="test")
+    assert len(ids) <= chat.max_length
+    assert item["input_ids"].tolist() == ids and item["labels"].tolist() == labels
+    answered = wide.decode([token for token, label in zip(ids, labels) if label != IGNORE_INDEX], skip_special_tokens=True)
+    assert answered.split() == " ".join(t.text for t in turns[1::2]).split()  # the answers, and only they, are supervised
+
+    for bad in ({"min_objects": 0}, {"min_objects": 3, "max_objects": 2}, {"max_objects": len(SHAPES) + 1}):
+        with pytest.raises(ValueError, match="min_objects <= max_objects"):
+            SceneChatDataset(processor=processor, **bad)
+    with pytest.raises(ValueError, match="describe_share"):
+        SceneChatDataset(processor=processor, describe_share=1.5)
+    with pytest.raises(ValueError, match="needs a causal LM"):
+        SceneChatDataset(processor=TextProcessor(wide, objective="masked"))
+    assert (SceneConfig().min_objects, SceneConfig().max_objects) == (1, 3)  # the data set's scenes are unchanged

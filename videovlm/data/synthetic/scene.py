@@ -135,6 +135,15 @@ class SceneConfig:
     order_pair_prob: float = 0.5  # with 2+ objects: force one disappear-early + one appear-late object
     gap_px: int = 3  # minimum free space between two visible objects' bounding circles
     max_tries: int = 200
+    min_objects: int = 1  # objects per scene, drawn uniformly from [min_objects, max_objects]
+    max_objects: int = 3
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_objects <= self.max_objects <= len(SHAPES):
+            raise ValueError(
+                f"SceneConfig: need 1 <= min_objects <= max_objects <= {len(SHAPES)} (shapes are distinct), "
+                f"got min_objects={self.min_objects}, max_objects={self.max_objects}"
+            )
 
 
 def event_ranges(num_frames: int) -> tuple[range, range]:
@@ -150,10 +159,10 @@ def event_ranges(num_frames: int) -> tuple[range, range]:
 
 
 def sample_scene(rng: np.random.Generator, *, video_id: str, size: int, num_frames: int, fps: float, config: SceneConfig = SceneConfig()) -> VideoAnnotation:
-    """Draw one video's ground truth: 1-3 objects with distinct shapes and distinct colours."""
+    """Draw one video's ground truth: 1-3 objects (``config``) with distinct shapes and distinct colours."""
     appear_range, change_range = event_ranges(num_frames)
     for _ in range(config.max_tries):
-        count = int(rng.integers(1, 4))
+        count = int(rng.integers(config.min_objects, config.max_objects + 1))
         shapes = [SHAPES[i] for i in rng.permutation(len(SHAPES))[:count]]
         events = [str(e) for e in rng.choice(["none", "appear", "disappear", "change"], size=count, p=config.event_probs)]
         if count >= 2 and rng.random() < config.order_pair_prob:

@@ -38,6 +38,7 @@ from videovlm.train.backbones.labelled_tower import (
 from videovlm.train.backbones.text import (
     ChatCorpusDataset,
     Objective,
+    SceneChatDataset,
     TextBackbone,
     TextCorpusDataset,
     TextProcessor,
@@ -57,6 +58,7 @@ __all__ = [
     "LabelledTower",
     "Objective",
     "RenderedFrameDataset",
+    "SceneChatDataset",
     "SplitFrameDataset",
     "TextBackbone",
     "TextCorpusDataset",

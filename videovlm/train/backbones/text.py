@@ -203,14 +203,35 @@ CHAT_STREAM = 0x63686174  # "chat"
 class SceneChatDataset(Dataset):
     """Text-grounded chat about freshly drawn synthetic scenes, never repeated: item ``(epoch,
     index)`` samples scene ``[CHAT_STREAM, seed, epoch, index]`` (no video is rendered), its
-    caption and its questions, exactly as the data set generator does, and renders one turn
-    ``###Human: {caption} {question}###Assistant: {answer}`` (half the items) or a 1-3 turn
-    conversation in the instruction data's style (describe requests included) with the caption
-    where ``<video>`` would be. Encoded by the Video-LLaMA processor's own template encoding
-    (``encode_chat``), labels on the answers only: the tiny LLM learns to answer from what
-    precedes its question, which the frozen LLM of Video-LLaMA must then do from video tokens."""
+    caption and its questions exactly as the data set generator does, and renders a
+    conversation in the Video-LLaMA template with the caption where ``<video>`` would be::
 
-    def __init__(self, *, processor: TextProcessor, length: int = 10_000_000, seed: int = 0, single_turn_share: float = 0.5):
+        <s>###Human: {caption} {question 1}###Assistant: {answer 1}</s>###Human: {question 2}...
+
+    Every question of the scene is asked, in random order, and with probability
+    ``describe_share`` a describe request (answered by the caption) is one of the turns: each
+    item trains many answers, which is what teaches a from-scratch LLM to read its context
+    (one answer per item left the tiny Llama at chance on colour and direction after 1000
+    steps). Encoded by the processor's own template encoding (``encode_chat``), labels on the
+    answers only: the tiny LLM learns to answer from what precedes the question, which the
+    frozen LLM of Video-LLaMA must then do from video tokens.
+
+    ``min_objects`` / ``max_objects`` bound the objects per scene: with one object, "the
+    colour" is the only colour in the caption, so only multi-object scenes teach the LLM to
+    find the attribute of the *named* object (the binding that the answers need)."""
+
+    def __init__(
+        self,
+        *,
+        processor: TextProcessor,
+        length: int = 10_000_000,
+        seed: int = 0,
+        describe_share: float = 0.3,
+        min_objects: int = 1,
+        max_objects: int = 3,
+        max_length: int = 256,
+    ):
+        from videovlm.data.synthetic.scene import SceneConfig
         from videovlm.models.processing import ChatTemplateConfig
 
         if processor.objective != "causal":
@@ -219,7 +240,11 @@ class SceneChatDataset(Dataset):
         self.template = ChatTemplateConfig()
         self.length = length
         self.seed = seed
-        self.single_turn_share = single_turn_share
+        self.describe_share = describe_share
+        self.max_length = max_length  # a whole conversation (every question of a 3-object scene) fits
+        self.scene = SceneConfig(min_objects=min_objects, max_objects=max_objects)  # checks the range now
+        if not 0.0 <= describe_share <= 1.0:
+            raise ValueError(f"SceneChatDataset: describe_share must be in [0, 1], got {describe_share}")
         self.pad_values = {"input_ids": processor.tokenizer.pad_token_id}
 
     def __len__(self) -> int:
@@ -229,20 +254,18 @@ class SceneChatDataset(Dataset):
         """The conversation of item (epoch, index), caption in the first human turn."""
         import numpy as np
 
-        from videovlm.data.synthetic.captions import make_caption, make_conversation
+        from videovlm.data.synthetic.captions import DESCRIBE_PROMPTS, make_caption
         from videovlm.data.synthetic.questions import sample_questions
         from videovlm.data.synthetic.scene import sample_scene
         from videovlm.models.processing import Turn
 
         rng = np.random.default_rng([CHAT_STREAM, self.seed, epoch, index])
-        ann = sample_scene(rng, video_id="chat", size=112, num_frames=16, fps=8.0)
+        ann = sample_scene(rng, video_id="chat", size=112, num_frames=16, fps=8.0, config=self.scene)
         questions = sample_questions(rng, ann)
         caption = make_caption(rng, ann)
-        if rng.random() < self.single_turn_share:
-            item = questions[int(rng.integers(len(questions)))]
-            pairs = [(item.question, item.answer)]
-        else:
-            pairs = [(t.human, t.gpt) for t in make_conversation(rng, caption, questions)]
+        pairs = [(q.question, q.answer) for q in (questions[i] for i in rng.permutation(len(questions)))]
+        if rng.random() < self.describe_share:
+            pairs.insert(int(rng.integers(len(pairs) + 1)), (DESCRIBE_PROMPTS[int(rng.integers(len(DESCRIBE_PROMPTS)))], caption))
         turns = []
         for number, (human, gpt) in enumerate(pairs):
             turns += [Turn("human", f"{caption} {human}" if number == 0 else human), Turn("gpt", gpt)]
@@ -253,6 +276,6 @@ class SceneChatDataset(Dataset):
 
         epoch, index = key
         ids, labels = encode_chat(self.processor.tokenizer, self.template, self.turns(epoch, index), where=f"chat item {key}")
-        ids, labels = ids[: self.processor.max_length], labels[: self.processor.max_length]
+        ids, labels = ids[: self.max_length], labels[: self.max_length]
         ids_t = torch.tensor(ids)
         return {"input_ids": ids_t, "attention_mask": torch.ones_like(ids_t), "labels": torch.tensor(labels)}
