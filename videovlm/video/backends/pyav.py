@@ -13,6 +13,11 @@ from videovlm.video.backends import DecodeOptions, coded_resize, rotate_to_displ
 from videovlm.video.index import FrameIndex, open_container, select_stream
 from videovlm.video.types import VideoDecodeError
 
+# Decoders that read AVCodecContext.skip_frame anew for every picture (FFmpeg's own h264,
+# hevc, MPEG-1/2 and MPEG-4/H.263 decoders), so it can be set per packet. Others read it
+# once or not at all (libdav1d copies it into its settings when opened); they skip nothing.
+_PER_PACKET_SKIP = frozenset({"h264", "hevc", "mpeg1video", "mpeg2video", "mpeg4", "h263"})
+
 
 class PyAVDecoder:
     """Decodes frames of one stream with PyAV (FFmpeg bundled in the ``av`` wheel)."""
@@ -25,20 +30,37 @@ class PyAVDecoder:
         self._options = options
         self._target = coded_resize(options.resize, index.metadata.rotation)
         self._tick_to_frame = {t: i for i, t in enumerate(index.pts_ticks)}
-        self._container = open_container(self._path)
-        self._stream = select_stream(self._container, self._path, index.metadata.stream_index)
-        self._stream.thread_type = "AUTO"  # frame + slice threads
-        self._stream.thread_count = options.num_threads
+        self._container: av.container.InputContainer | None = None
+        self._open()
         self._frames: Iterator[av.VideoFrame] | None = None
         # One reformatter keeps one cached swscale context; frame.to_ndarray() would build a
         # new one for every frame.
         self._reformatter = VideoReformatter()
         self._position = -1  # index of the last frame the decoder returned (-1: none)
         self._wanted_ticks: set[int] = set()  # pts of the frames the current request wants
-        # Skip decoding non-reference frames nobody asked for (nothing depends on them).
-        # Turned off for good if a wanted frame ever fails to come out.
-        self._skip_unwanted = True
+        # Skip decoding non-reference frames nobody asked for (nothing depends on them), with
+        # decoders that honour a per-packet skip_frame. Turned off for good if a wanted frame
+        # ever fails to come out.
+        self._skip_unwanted = self._stream.codec_context.codec.name in _PER_PACKET_SKIP
         self.frames_decoded = 0  # decoder output frames since opening (benchmark statistic)
+
+    def _open(self) -> None:
+        """Open the file, pick the stream and open its decoder with nothing skipped."""
+        self.close()
+        self._container = open_container(self._path)
+        self._stream = select_stream(self._container, self._path, self._index.metadata.stream_index)
+        codec = self._stream.codec_context
+        codec.thread_type = "AUTO"  # frame + slice threads
+        codec.thread_count = self._options.num_threads
+        # Open now, not lazily at the first packet: some decoders read skip_frame only when
+        # they are opened (libdav1d turns it into a setting of its own), and a NONREF set for
+        # the first packet would drop every non-reference frame for good.
+        codec.skip_frame = "DEFAULT"
+        try:
+            codec.open(strict=False)
+        except av.FFmpegError as e:
+            self.close()
+            raise VideoDecodeError(self._path, f"cannot open the {codec.name} decoder: {e}") from e
 
     def close(self) -> None:
         self._frames = None
