@@ -10,10 +10,13 @@ attaches to decoded frames.
 from __future__ import annotations
 
 import bisect
+import dataclasses
+import functools
 import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterator
 
 import av
 import numpy as np
@@ -41,6 +44,14 @@ class FrameIndex:
         has_leading_frames: some frame is decoded after a keyframe but displayed before it
             (open GOPs, HEVC with short GOPs). Readers that count frames from a keyframe
             instead of matching pts (decord) return the wrong frame for such streams.
+        decode_rank: for every frame, the position of its packet in decode (file) order;
+            tells a reader where a seek made the demuxer start.
+        dts_ticks: for every frame, its packet's dts (its pts where the container has none).
+        seeks_land_on_keyframes: seeking to a frame's pts makes the demuxer start at or
+            before the keyframe that frame is decoded from (demuxers that seek in a keyframe
+            index: mp4, mkv, avi, ...). False where seeking binary-searches packets by dts
+            and starts at whatever packet it finds, usually after the keyframe (MPEG-TS/PS):
+            there only a seek to the keyframe's own dts lands on it.
     """
 
     metadata: VideoMetadata
@@ -51,6 +62,22 @@ class FrameIndex:
     coded_height: int
     is_best_stream: bool
     has_leading_frames: bool
+    decode_rank: tuple[int, ...] = ()
+    dts_ticks: tuple[int, ...] = ()
+    seeks_land_on_keyframes: bool = True
+
+    @functools.cached_property
+    def frame_by_pts(self) -> dict[int, int]:
+        """Frame index of every pts (stream ticks)."""
+        return {t: i for i, t in enumerate(self.pts_ticks)}
+
+    @functools.cached_property
+    def frame_by_decode_rank(self) -> tuple[int, ...]:
+        """Frame index of every packet, in decode order (the inverse of ``decode_rank``)."""
+        inverse = [0] * len(self.decode_rank)
+        for frame, rank in enumerate(self.decode_rank):
+            inverse[rank] = frame
+        return tuple(inverse)
 
     def frame_at_time(self, seconds: float) -> int:
         """Index of the frame displayed at ``seconds``: the last frame with pts <= t.
@@ -75,6 +102,7 @@ class _PacketTable:
 
     time_base: Fraction
     pts: list[int] = field(default_factory=list)
+    dts: list[int] = field(default_factory=list)
     keyframe: list[bool] = field(default_factory=list)
     duration: list[int] = field(default_factory=list)
 
@@ -160,6 +188,7 @@ def build_index(path: str | Path, stream_index: int | None = None) -> FrameIndex
                     pts = last_ts + packet.duration
                 last_ts = pts
                 packets.pts.append(pts)
+                packets.dts.append(packet.dts if packet.dts is not None else pts)
                 packets.keyframe.append(packet.is_keyframe)
                 packets.duration.append(packet.duration or 0)
                 if len(head_packets) < 64:
@@ -180,9 +209,66 @@ def build_index(path: str | Path, stream_index: int | None = None) -> FrameIndex
             )
         first = _first_frame(path_str, stream, head_packets)
         best = container.streams.best("video")
-        return _assemble(path_str, stream, packets, first, codec_name, best is not None and best.index == stream.index)
+        index = _assemble(path_str, stream, packets, first, codec_name, best is not None and best.index == stream.index)
+        return dataclasses.replace(index, seeks_land_on_keyframes=_seeks_land_on_keyframes(container, stream, index))
     finally:
         container.close()
+
+
+def packet_frame(index: FrameIndex, packet: av.Packet) -> int | None:
+    """The frame (presentation-order index) a demuxed packet carries, or None if the index
+    does not list it (edit-list pre-roll, the flush packet)."""
+    if packet.size == 0:
+        return None
+    ticks = packet.pts if packet.pts is not None else packet.dts
+    return index.frame_by_pts.get(ticks) if ticks is not None else None
+
+
+def read_to_keyframe(index: FrameIndex, packets: Iterator[av.Packet], key: int, limit: int = 256) -> list[av.Packet] | None:
+    """After a seek, read packets until keyframe ``key`` comes out intact (its own pts, flagged
+    as a keyframe) and return every packet read, which the caller must still decode.
+
+    Returns None where the seek did not land at or before it: a packet that comes after it in
+    decode order was read first (a seek that landed late, or a landing packet the parser cut
+    and gave the next packet's pts, as MPEG-PS does), or the stream ended. After ``limit``
+    packets, all before it, the seek landed early enough and the packets are returned.
+    """
+    rank = index.decode_rank[key]
+    read = []
+    for packet in packets:
+        read.append(packet)
+        frame = packet_frame(index, packet)
+        if frame is None:
+            continue
+        if frame == key and packet.is_keyframe:
+            return read
+        if index.decode_rank[frame] > rank:
+            return None
+        if len(read) >= limit:
+            return read
+    return None
+
+
+def _seeks_land_on_keyframes(container: av.container.InputContainer, stream: av.video.VideoStream, index: FrameIndex) -> bool:
+    """Probe whether seeking to a non-keyframe's pts starts the demuxer at or before the
+    keyframe it is decoded from (see :attr:`FrameIndex.seeks_land_on_keyframes`).
+
+    Probes the first and the last non-keyframe: two seeks and the packets up to their
+    keyframes read, no decoding.
+    """
+    keys = set(index.metadata.keyframes)
+    others = [i for i in range(index.metadata.num_frames) if i not in keys]
+    if not others:
+        return True  # every packet is a keyframe: wherever a seek lands, decoding can start
+    for frame in {others[0], others[-1]}:
+        key = index.frame_by_pts[index.seek_ticks[frame]]
+        try:
+            container.seek(index.pts_ticks[frame], stream=stream, backward=True, any_frame=False)
+            if read_to_keyframe(index, container.demux(stream), key) is None:
+                return False
+        except av.FFmpegError:
+            return False  # cannot seek at all: readers must not trust a seek either
+    return True
 
 
 def _assemble(
@@ -213,6 +299,7 @@ def _assemble(
     # frames before the first keyframe (open-GOP leading pictures) decode after that one.
     last_key_rank = np.maximum.accumulate(np.where(is_key, np.arange(len(order)), -1))
     seek_ticks = pts_ticks[np.where(last_key_rank < 0, keyframes[0], last_key_rank)]
+    dts_ticks = np.asarray(packets.dts, dtype=np.int64)[order]
 
     tb = float(packets.time_base)
     pts_s = pts_ticks.astype(np.float64) * tb
@@ -254,4 +341,6 @@ def _assemble(
         coded_height=coded_h,
         is_best_stream=is_best_stream,
         has_leading_frames=has_leading_frames,
+        decode_rank=tuple(order.tolist()),
+        dts_ticks=tuple(dts_ticks.tolist()),
     )

@@ -48,6 +48,13 @@ class DecordDecoder:
                 "decord's frame order and the index disagree here: frames displayed before the keyframe "
                 "they are decoded after (open GOP) make decord return a neighbouring frame",
             )
+        if not index.seeks_land_on_keyframes:
+            # decord seeks to a keyframe's timestamp and counts frames from where it lands;
+            # MPEG-TS/PS seeks land mid-GOP, so the count starts at the wrong frame.
+            raise VideoDecodeError(
+                self._path,
+                "decord would return wrong frames: seeking in this container does not land on keyframes",
+            )
         # decord sizes are of the displayed picture: it applies 90/270 rotation itself.
         height, width = options.resize if options.resize is not None else (-1, -1)
         try:

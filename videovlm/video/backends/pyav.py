@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Iterator, Sequence
 
 import av
@@ -10,7 +11,7 @@ import torch
 from av.video.reformatter import VideoReformatter
 
 from videovlm.video.backends import DecodeOptions, coded_resize, rotate_to_display
-from videovlm.video.index import FrameIndex, open_container, select_stream
+from videovlm.video.index import FrameIndex, open_container, read_to_keyframe, select_stream
 from videovlm.video.types import VideoDecodeError
 
 # Decoders that read AVCodecContext.skip_frame anew for every picture (FFmpeg's own h264,
@@ -29,7 +30,6 @@ class PyAVDecoder:
         self._path = index.metadata.path
         self._options = options
         self._target = coded_resize(options.resize, index.metadata.rotation)
-        self._tick_to_frame = {t: i for i, t in enumerate(index.pts_ticks)}
         self._container: av.container.InputContainer | None = None
         self._open()
         self._frames: Iterator[av.VideoFrame] | None = None
@@ -68,11 +68,42 @@ class PyAVDecoder:
             self._container.close()
             self._container = None
 
-    def _decode_from(self, seek_ticks: int) -> Iterator[av.VideoFrame]:
-        self._container.seek(seek_ticks, stream=self._stream, backward=True, any_frame=False)
-        codec = self._stream.codec_context
+    def _packets_from(self, key: int) -> Iterator[av.Packet]:
+        """Packets of the stream from a point at or before keyframe ``key`` in decode order.
+
+        Every seek is checked by the packets it yields (:func:`read_to_keyframe`): demuxers
+        with a keyframe index land on the keyframe at or before a pts; MPEG-TS/PS binary-search
+        packets by dts and land on whatever packet comes before the target, usually after the
+        keyframe, whose frames the decoder would then never output. Targets, in order: where
+        seeks land on keyframes, the keyframe's pts, then its dts; elsewhere the dts of the
+        packet before it (the packet a search lands on can come out of the parser cut), then
+        its own; then the first packet's dts. Failing all, the file is opened again, which
+        starts at its beginning.
+        """
+        index = self._index
+        if index.seeks_land_on_keyframes:
+            targets = [index.pts_ticks[key], index.dts_ticks[key]]
+        else:
+            before = index.frame_by_decode_rank[max(index.decode_rank[key] - 1, 0)]
+            targets = [index.dts_ticks[before], index.dts_ticks[key]]
+        targets.append(min(index.dts_ticks))
+        for target in dict.fromkeys(targets):  # unique, in order
+            try:
+                self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
+                packets = self._container.demux(self._stream)
+                read = read_to_keyframe(index, packets, key)
+            except av.FFmpegError:
+                continue  # this target cannot be sought to: try the next one
+            if read is not None:
+                return itertools.chain(read, packets)
+        self._open()
+        return self._container.demux(self._stream)
+
+    def _decode_from(self, key: int) -> Iterator[av.VideoFrame]:
+        packets = self._packets_from(key)
+        codec = self._stream.codec_context  # after the seek: it may have opened the file again
         codec.skip_frame = "DEFAULT"
-        for packet in self._container.demux(self._stream):
+        for packet in packets:
             if self._skip_unwanted and packet.pts is not None:
                 # Read at send time, also by frame threads: applies to this packet only.
                 codec.skip_frame = "DEFAULT" if packet.pts in self._wanted_ticks else "NONREF"
@@ -85,7 +116,7 @@ class PyAVDecoder:
 
     def _frame_index(self, frame: av.VideoFrame) -> int | None:
         ticks = frame.pts if frame.pts is not None else frame.dts
-        return self._tick_to_frame.get(ticks) if ticks is not None else None
+        return self._index.frame_by_pts.get(ticks) if ticks is not None else None
 
     def _collect(self, wanted: set[int], last: int, out: dict[int, np.ndarray]) -> set[int]:
         """Pull frames from the current decode until ``wanted`` is done or ``last`` is passed.
@@ -118,18 +149,17 @@ class PyAVDecoder:
         seek = index.seek_ticks[wanted[0]]
         same_gop = self._position >= 0 and index.seek_ticks[self._position] == seek
         if self._frames is None or not (same_gop and self._position < wanted[0]):
-            self._frames = self._decode_from(seek)
+            self._frames = self._decode_from(index.frame_by_pts[seek])
             self._position = -1
         remaining = self._collect(set(wanted), wanted[-1], out)
         for retry_seek in (seek, index.seek_ticks[0]):
             if not remaining:
                 break
             # A wanted frame did not come out: a picture whose pts is not its packet's (so
-            # skipping was wrong), or a seek that landed after it (a container whose seek
-            # index disagrees with packet timestamps). Retry decoding every frame, from the
-            # same keyframe, then from the first one.
+            # skipping was wrong), or a keyframe flag that cannot be decoded from. Retry
+            # decoding every frame, from the same keyframe, then from the first one.
             self._skip_unwanted = False
-            self._frames = self._decode_from(retry_seek)
+            self._frames = self._decode_from(index.frame_by_pts[retry_seek])
             self._position = -1
             remaining = self._collect(remaining, max(remaining), out)
         if remaining:

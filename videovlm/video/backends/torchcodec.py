@@ -27,6 +27,13 @@ class TorchCodecDecoder:
         meta = index.metadata
         self._path = meta.path
         self._index = index
+        if not index.seeks_land_on_keyframes:
+            # torchcodec seeks to the wanted frame's pts and decodes forward; where a seek lands
+            # mid-GOP after the keyframe (MPEG-TS/PS), the first frame out is a later one.
+            raise VideoDecodeError(
+                self._path,
+                "torchcodec would return wrong frames: seeking in this container does not land on keyframes",
+            )
         try:
             from torchcodec.decoders import VideoDecoder
             from torchcodec.transforms import Resize
