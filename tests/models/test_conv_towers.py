@@ -170,6 +170,7 @@ ENCODER_SPECS = [
     {"_component_": "videovlm.models.temporal.FrameTransformer", "pool_patches": False, "max_frames": 4, "num_layers": 1},
     {"_component_": "videovlm.models.temporal.VideoQFormer", "num_queries": 3, "max_frames": 4, "num_layers": 1, "num_heads": 2},
     {"_component_": "videovlm.models.temporal.PerceiverResampler", "num_latents": 3, "max_frames": 4, "num_layers": 1, "num_heads": 2},
+    {"_component_": "videovlm.models.temporal.InstructVideoQFormer", "vocab_size": 20, "num_queries": 3, "max_frames": 4, "num_layers": 1, "num_heads": 2},
 ]
 
 
@@ -193,8 +194,9 @@ def test_every_temporal_encoder_reads_conv_tower_tokens(select):
     assert covered == every
     for spec in specs:
         encoder = build_temporal_encoder(spec, input_dim=tower.hidden_size).eval()
+        instruction = {"instruction_ids": torch.tensor([[1, 5, 7], [1, 9, 0]]), "instruction_mask": torch.tensor([[1, 1, 1], [1, 1, 0]])}
         with torch.no_grad():
-            video = encoder(tokens, frame_mask)
+            video = encoder(tokens, frame_mask, **(instruction if encoder.reads_instruction else {}))
         assert video.tokens.shape == (2, encoder.num_output_tokens(4, tower.tokens_per_frame), encoder.output_dim), spec
         assert torch.isfinite(video.tokens).all(), spec
 

@@ -113,13 +113,15 @@ class FamilyProcessor:
             if set(item) != keys:
                 raise ProcessorError(f"collate: item {i} has keys {sorted(item)}, item 0 has {sorted(keys)}")
         batch: dict[str, torch.Tensor] = {}
-        pad_values = {"labels": IGNORE_INDEX, "attention_mask": 0}
+        pad_values = {"labels": IGNORE_INDEX, "attention_mask": 0, "instruction_mask": 0}
         for key in items[0]:
             if key == "pixel_values":
                 continue
             values = [it[key] for it in items]
             pad = pad_values.get(key, self.tokenizer.pad_token_id)
-            batch[key] = _pad_1d(values, pad, padding_side)
+            # The instruction is a separate sequence with its own absolute positions (the
+            # instruction-aware Q-Former's): always padded at the end, as in training.
+            batch[key] = _pad_1d(values, pad, "right" if key.startswith("instruction_") else padding_side)
         if "pixel_values" in items[0]:
             frames = [it["pixel_values"] for it in items]
             longest = max(f.shape[0] for f in frames)
@@ -196,11 +198,39 @@ def encode_chat(tokenizer, template: ChatTemplateConfig, turns: Sequence[Turn], 
 
 
 class VideoLlamaProcessor(FamilyProcessor):
-    """Chat-template processor of Video-LLaMA (see ``ChatTemplateConfig``)."""
+    """Chat-template processor of Video-LLaMA (see ``ChatTemplateConfig``).
 
-    def __init__(self, *, tokenizer, pixel: PixelConfig, max_frames: int, template: ChatTemplateConfig):
+    With ``instruction=True`` (a model whose temporal encoder reads the instruction, e.g.
+    ``InstructVideoQFormer``) every item also carries ``instruction_ids`` / ``instruction_mask``:
+    ``<s>`` + the human turns' text without the placeholder, at most ``max_instruction_tokens``
+    tokens (a longer instruction is an error naming the record)."""
+
+    def __init__(
+        self,
+        *,
+        tokenizer,
+        pixel: PixelConfig,
+        max_frames: int,
+        template: ChatTemplateConfig,
+        instruction: bool = False,
+        max_instruction_tokens: int = 64,
+    ):
         super().__init__(tokenizer=tokenizer, pixel=pixel, max_frames=max_frames, max_length=template.max_length)
         self.template = template
+        self.instruction = instruction
+        self.max_instruction_tokens = max_instruction_tokens
+
+    def with_instruction(self, item: dict[str, torch.Tensor], turns: Sequence[Turn], *, where: str) -> dict[str, torch.Tensor]:
+        """``item`` plus the instruction inputs of ``turns`` when this processor makes them."""
+        if not self.instruction:
+            return item
+        text = " ".join(strip_placeholders(t.text) for t in turns if t.role == "human")
+        ids = [self.tokenizer.bos_token_id, *self._ids(text)]
+        if len(ids) > self.max_instruction_tokens:
+            raise ProcessorError(f"{where}: instruction of {len(ids)} tokens, more than max_instruction_tokens={self.max_instruction_tokens}")
+        item["instruction_ids"] = torch.tensor(ids, dtype=torch.long)
+        item["instruction_mask"] = torch.ones(len(ids), dtype=torch.long)
+        return item
 
     @classmethod
     def from_pretrained(cls, directory) -> VideoLlamaProcessor:
@@ -221,7 +251,8 @@ class VideoLlamaProcessor(FamilyProcessor):
             record, video_prompt=self.template.video_prompt, image_prompt=self.template.image_prompt
         )
         ids, labels = self.encode_turns(turns, where=f"record {record_id}")
-        return self._item(ids, labels, frames, where=f"record {record_id}")
+        item = self._item(ids, labels, frames, where=f"record {record_id}")
+        return self.with_instruction(item, turns, where=f"record {record_id}")
 
     def prompt(self, question: str, frames=None, *, media: str = "video") -> dict[str, torch.Tensor]:
         """A generation prompt for one question; the placeholder is prepended if absent."""
@@ -230,5 +261,6 @@ class VideoLlamaProcessor(FamilyProcessor):
         placeholder = VIDEO_TOKEN if media == "video" else IMAGE_TOKEN
         if VIDEO_TOKEN not in question and IMAGE_TOKEN not in question:
             question = f"{placeholder} {question}"
-        ids, _ = self.encode_turns([Turn("human", question)], where="prompt", generation=True)
-        return self._item(ids, None, frames, where="prompt")
+        turns = [Turn("human", question)]
+        ids, _ = self.encode_turns(turns, where="prompt", generation=True)
+        return self.with_instruction(self._item(ids, None, frames, where="prompt"), turns, where="prompt")

@@ -31,6 +31,7 @@ from videovlm.models.base import (
     VideoFamilyModel,
     check_family_config,
     check_video_inputs,
+    require_pixel_settings,
     splice_visual_tokens,
     to_module_dtype,
 )
@@ -87,12 +88,16 @@ class VideoLlamaConfig:
             raise ModelConfigError("temporal._component_: missing (dotted path of a temporal encoder class)")
 
 
-def build_temporal_encoder(spec: dict, *, input_dim: int, where: str = "temporal") -> nn.Module:
-    """Instantiate ``spec['_component_']`` with the spec's kwargs and the frame-token width."""
+def build_temporal_encoder(spec: dict, *, input_dim: int, vocab_size: int | None = None, where: str = "temporal") -> nn.Module:
+    """Instantiate ``spec['_component_']`` with the spec's kwargs, the frame-token width and, for
+    an encoder that reads the instruction, the tokenizer's vocabulary size."""
     cls = resolve_temporal_encoder_class(spec["_component_"], where=f"{where}._component_")
     kwargs = {k: v for k, v in spec.items() if k != "_component_"}
     if kwargs.setdefault("input_dim", input_dim) != input_dim:
         raise ModelConfigError(f"{where}.input_dim: {kwargs['input_dim']} but the frame tokens are {input_dim}-d")
+    if getattr(cls, "reads_instruction", False) and vocab_size is not None:
+        if kwargs.setdefault("vocab_size", vocab_size) != vocab_size:
+            raise ModelConfigError(f"{where}.vocab_size: {kwargs['vocab_size']} but the tokenizer has {vocab_size} tokens")
     try:
         return cls.from_config(kwargs) if hasattr(cls, "from_config") else cls(**kwargs)
     except (TypeError, ValueError) as e:
@@ -123,7 +128,7 @@ class VideoLlamaModel(VideoFamilyModel):
         if config.image_qformer is not None:
             self.image_qformer = ImageQFormer(config.image_qformer, vision_dim=frame_dim)
             frame_dim = self.image_qformer.hidden_size
-        self.video_qformer = build_temporal_encoder(config.temporal, input_dim=frame_dim)
+        self.video_qformer = build_temporal_encoder(config.temporal, input_dim=frame_dim, vocab_size=len(self.tokenizer))
         llm = build_language_model(config.llm, vocab_size=len(self.tokenizer))
         self.projector = Projector(config.projector, input_dim=self.video_qformer.output_dim, output_dim=llm.config.hidden_size)
         self.llm = apply_lora(llm, config.lora) if config.lora is not None else llm
@@ -132,6 +137,20 @@ class VideoLlamaModel(VideoFamilyModel):
             token_id(self.tokenizer, IMAGE_TOKEN, where="tokenizer"),
         )
         self.processor = self.build_processor(config, tokenizer=self.tokenizer, pixel=self.vision.pixel)
+
+    @classmethod
+    def build_processor(cls, config: VideoLlamaConfig, *, tokenizer, pixel: Any = None) -> VideoLlamaProcessor:
+        """The chat-template processor; it also makes the instruction inputs when the temporal
+        encoder reads them (``reads_instruction``)."""
+        encoder = resolve_temporal_encoder_class(config.temporal["_component_"], where="temporal._component_")
+        return VideoLlamaProcessor(
+            tokenizer=tokenizer,
+            pixel=pixel if pixel is not None else require_pixel_settings(config.vision),
+            max_frames=config.max_frames,
+            template=config.template,
+            instruction=getattr(encoder, "reads_instruction", False),
+            max_instruction_tokens=int(config.temporal.get("max_instruction_tokens", 64)),
+        )
 
     @property
     def frame_position(self) -> nn.Module | None:
@@ -152,19 +171,29 @@ class VideoLlamaModel(VideoFamilyModel):
         )
 
     # -- forward ------------------------------------------------------------------------
-    def encode_video(self, pixel_values: torch.Tensor, frame_mask: torch.Tensor | None = None):
-        """pixels (B, T, C, H, W) -> (video tokens in LLM space (B, M, D_llm), mask (B, M))."""
+    def encode_video(self, pixel_values: torch.Tensor, frame_mask: torch.Tensor | None = None, **instruction: torch.Tensor):
+        """pixels (B, T, C, H, W) -> (video tokens in LLM space (B, M, D_llm), mask (B, M)).
+        ``instruction``: ``instruction_ids`` / ``instruction_mask`` (B, L) for a temporal encoder
+        that reads them (``reads_instruction``; the processor makes them), else nothing."""
         frame_mask = check_video_inputs(pixel_values, frame_mask, max_frames=self.config.max_frames)
         frame_tokens = self.vision(pixel_values)  # (B, T, N, D_vis)
-        if self.image_qformer is not None:
+        return self.encode_frame_tokens(frame_tokens, frame_mask, **instruction)
+
+    def encode_frame_tokens(self, frame_tokens: torch.Tensor, frame_mask: torch.Tensor, *, image_qformer: bool = True, **instruction: torch.Tensor):
+        """The tower's frame tokens (B, T, N, D_vis) -> (video tokens (B, M, D_llm), mask (B, M));
+        ``image_qformer=False``: the tokens already went through the image Q-Former (a cache of it)."""
+        if self.image_qformer is not None and image_qformer:
             frame_tokens = self.image_qformer(to_module_dtype(frame_tokens, self.image_qformer))  # (B, T, Q, D_q)
-        video = self.video_qformer(to_module_dtype(frame_tokens, self.video_qformer), frame_mask)  # (B, M, D_t), (B, M)
+        reads = getattr(self.video_qformer, "reads_instruction", False)
+        if instruction and not reads:
+            raise ValueError(f"instruction_ids given, but the temporal encoder {type(self.video_qformer).__name__} does not read an instruction")
+        video = self.video_qformer(to_module_dtype(frame_tokens, self.video_qformer), frame_mask, **instruction)  # (B, M, D_t), (B, M)
         return self.projector(to_module_dtype(video.tokens, self.projector)), video.mask  # (B, M, D_llm), (B, M)
 
-    def _llm_inputs(self, pixel_values, input_ids, attention_mask, labels, frame_mask):
+    def _llm_inputs(self, pixel_values, input_ids, attention_mask, labels, frame_mask, instruction):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        visual, visual_mask = self.encode_video(pixel_values, frame_mask)
+        visual, visual_mask = self.encode_video(pixel_values, frame_mask, **instruction)
         text = self.llm.get_input_embeddings()(input_ids)  # (B, L, D_llm)
         embeds, mask, labels = splice_visual_tokens(
             text_embeds=text,
@@ -177,19 +206,30 @@ class VideoLlamaModel(VideoFamilyModel):
         )
         return embeds, mask, labels
 
-    def forward(self, *, pixel_values, input_ids, attention_mask=None, labels=None, frame_mask=None):
-        embeds, mask, labels = self._llm_inputs(pixel_values, input_ids, attention_mask, labels, frame_mask)
+    def forward(self, *, pixel_values, input_ids, attention_mask=None, labels=None, frame_mask=None, instruction_ids=None, instruction_mask=None):
+        instruction = _instruction(instruction_ids, instruction_mask)
+        embeds, mask, labels = self._llm_inputs(pixel_values, input_ids, attention_mask, labels, frame_mask, instruction)
         # Positions count attended tokens only, as generate() does, so training and
         # generation agree for left padding and for masked (padded-frame) video tokens.
         position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)
         return self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, labels=labels)
 
     @torch.no_grad()
-    def generate(self, *, pixel_values, input_ids, attention_mask=None, frame_mask=None, **generate_kwargs: Any):
+    def generate(self, *, pixel_values, input_ids, attention_mask=None, frame_mask=None, instruction_ids=None, instruction_mask=None, **generate_kwargs: Any):
         """New token ids (B, L_new) from the LLM's ``generate`` on the spliced prompt (KV cache on).
         Prompts should be left-padded (``processor.collate(items, padding_side="left")``)."""
-        embeds, mask, _ = self._llm_inputs(pixel_values, input_ids, attention_mask, None, frame_mask)
+        instruction = _instruction(instruction_ids, instruction_mask)
+        embeds, mask, _ = self._llm_inputs(pixel_values, input_ids, attention_mask, None, frame_mask, instruction)
         return self.generate_with_language_model(inputs_embeds=embeds, attention_mask=mask, **generate_kwargs)
 
     def language_model(self) -> nn.Module:
         return self.llm
+
+
+def _instruction(ids: torch.Tensor | None, mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """The instruction keywords for the temporal encoder (none when no ids are given)."""
+    if ids is None:
+        if mask is not None:
+            raise ValueError("instruction_mask given without instruction_ids")
+        return {}
+    return {"instruction_ids": ids} if mask is None else {"instruction_ids": ids, "instruction_mask": mask}

@@ -112,7 +112,8 @@ class LlamaAnswerer(Answerer):
         limit = self.processor.max_length
         if len(ids) > limit:
             raise QAInputError(f"question: the prompt has {len(ids)} tokens (with the chat history), more than max_length={limit}")
-        return Prompt(_text_item(ids, self._pixels(frames)), frames.valid, question)
+        item = self.processor.with_instruction(_text_item(ids, self._pixels(frames)), turns, where="prompt")
+        return Prompt(item, frames.valid, question)
 
     def caption_prompt(self, frames: SampledFrames) -> Prompt:
         return self.prompt(self.processor.template.video_prompt, frames)

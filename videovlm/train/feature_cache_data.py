@@ -153,15 +153,12 @@ class CachedFeatureVideoLlama(VideoLlamaModel):
     def forward(self, *, input_ids, pixel_values=None, frame_features=None, **kwargs):
         return super().forward(input_ids=input_ids, pixel_values=_one_video_input(pixel_values, frame_features, max_frames=self.config.max_frames), **kwargs)
 
-    def encode_video(self, pixel_values, frame_mask=None):
+    def encode_video(self, pixel_values, frame_mask=None, **instruction):
         if pixel_values.ndim != 4:  # pixels: the full path
-            return super().encode_video(pixel_values, frame_mask)
+            return super().encode_video(pixel_values, frame_mask, **instruction)
         tokens = pixel_values  # (B, T, N, D) cached frame features
         frame_mask = check_frame_features(tokens, frame_mask, max_frames=self.config.max_frames)
-        if self.image_qformer is not None and "image_qformer" not in self.cached_parts:
-            tokens = self.image_qformer(tokens)  # (B, T, Q, D_q)
-        video = self.video_qformer(tokens.float(), frame_mask)  # tokens (B, M, D_t), mask (B, M)
-        return self.projector(video.tokens), video.mask
+        return self.encode_frame_tokens(tokens, frame_mask, image_qformer="image_qformer" not in self.cached_parts, **instruction)
 
 
 class CachedFeatureVideoBert(VideoBertModel):

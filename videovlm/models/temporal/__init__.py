@@ -18,6 +18,7 @@ from videovlm.models.temporal.base import (
 from videovlm.models.temporal.conv3d import Conv3dDownsample, Conv3dDownsampleConfig
 from videovlm.models.temporal.divided_space_time import DividedSpaceTime, DividedSpaceTimeConfig
 from videovlm.models.temporal.frame_transformer import FrameTransformer, FrameTransformerConfig
+from videovlm.models.temporal.instruct_qformer import InstructVideoQFormer, InstructVideoQFormerConfig
 from videovlm.models.temporal.mean_pool import MeanPool, MeanPoolConfig
 from videovlm.models.temporal.perceiver import PerceiverResampler, PerceiverResamplerConfig
 from videovlm.models.temporal.spatial_pool import SpatialPool, SpatialPoolConfig
@@ -31,6 +32,8 @@ __all__ = [
     "DividedSpaceTimeConfig",
     "FrameTransformer",
     "FrameTransformerConfig",
+    "InstructVideoQFormer",
+    "InstructVideoQFormerConfig",
     "MeanPool",
     "MeanPoolConfig",
     "PerceiverResampler",

@@ -153,6 +153,9 @@ class TemporalEncoder(nn.Module, abc.ABC):
     """Base class: validates inputs once, then calls the encoder's ``encode``."""
 
     config_class: ClassVar[type[TemporalEncoderConfig]]
+    # True for encoders that also read the instruction (``instruction_ids`` / ``instruction_mask``
+    # keywords, config field ``vocab_size``): the family's processor then makes those inputs.
+    reads_instruction: ClassVar[bool] = False
     input_dim: int
     output_dim: int
 

@@ -80,36 +80,49 @@ class VideoQFormer(TemporalEncoder):
         cross_attention_frequency: int = 1,
         dropout: float = 0.0,
     ):
-        config = VideoQFormerConfig(**builder_arguments(locals()))
-        super().__init__(config)
-        qformer_width = int(config.hidden_size)
-        self.num_queries = num_queries
-        self.frame_position = nn.Embedding(max_frames, input_dim)
-        self.query_tokens = nn.Parameter(torch.randn(1, num_queries, qformer_width) * 0.02)  # (1, M, Dq)
-        self.qformer = Blip2QFormerModel(
-            Blip2QFormerConfig(
-                hidden_size=qformer_width,
-                num_hidden_layers=num_layers,
-                num_attention_heads=num_heads,
-                intermediate_size=int(config.intermediate_size),
-                hidden_dropout_prob=dropout,
-                attention_probs_dropout_prob=dropout,
-                cross_attention_frequency=cross_attention_frequency,
-                encoder_hidden_size=input_dim,
-            )
-        )
-        self.projection = output_projection(qformer_width, self.output_dim)
+        self.build(VideoQFormerConfig(**builder_arguments(locals())))
+
+    def build(self, config: VideoQFormerConfig) -> None:
+        """The modules, from a validated config (the instruction-aware subclass shares them)."""
+        TemporalEncoder.__init__(self, config)
+        self.num_queries = config.num_queries
+        self.frame_position = nn.Embedding(config.max_frames, config.input_dim)
+        self.query_tokens = nn.Parameter(torch.randn(1, config.num_queries, int(config.hidden_size)) * 0.02)  # (1, M, Dq)
+        self.qformer = self.build_qformer(config)
+        self.projection = output_projection(int(config.hidden_size), self.output_dim)
+
+    def build_qformer(self, config: VideoQFormerConfig) -> nn.Module:
+        return Blip2QFormerModel(Blip2QFormerConfig(**qformer_settings(config)))
 
     def num_output_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
         return self.num_queries
 
-    def encode(self, frame_tokens: Tensor, frame_mask: Tensor) -> VideoTokens:
-        batch, num_frames, num_tokens, _ = frame_tokens.shape
+    def frame_keys(self, frame_tokens: Tensor, frame_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Frame tokens + frame positions, flattened to the cross-attention keys (B, T*N, D) and
+        their mask (B, T*N), 1 = a real frame's token."""
+        _, num_frames, num_tokens, _ = frame_tokens.shape
         positions = frame_position_table(self.frame_position, num_frames, owner=type(self).__name__)
         tokens = frame_tokens + rearrange(positions, "t d -> 1 t 1 d")  # (B, T, N, D)
         keys = rearrange(tokens, "b t n d -> b (t n) d")  # (B, T*N, D)
-        key_mask = repeat(frame_mask, "b t -> b (t n)", n=num_tokens).long()  # (B, T*N), 1 = visible
-        queries = self.query_tokens.expand(batch, -1, -1)  # (B, M, Dq)
+        return keys, repeat(frame_mask, "b t -> b (t n)", n=num_tokens).long()
+
+    def encode(self, frame_tokens: Tensor, frame_mask: Tensor) -> VideoTokens:
+        keys, key_mask = self.frame_keys(frame_tokens, frame_mask)
+        queries = self.query_tokens.expand(frame_tokens.shape[0], -1, -1)  # (B, M, Dq)
         output = self.qformer(query_embeds=queries, encoder_hidden_states=keys, encoder_attention_mask=key_mask)
         video = self.projection(output.last_hidden_state)  # (B, M, D_out)
         return all_tokens_real(video)
+
+
+def qformer_settings(config: VideoQFormerConfig) -> dict:
+    """The Q-Former keyword arguments shared by transformers' BLIP-2 and InstructBLIP configs."""
+    return {
+        "hidden_size": int(config.hidden_size),
+        "num_hidden_layers": config.num_layers,
+        "num_attention_heads": config.num_heads,
+        "intermediate_size": int(config.intermediate_size),
+        "hidden_dropout_prob": config.dropout,
+        "attention_probs_dropout_prob": config.dropout,
+        "cross_attention_frequency": config.cross_attention_frequency,
+        "encoder_hidden_size": config.input_dim,
+    }
