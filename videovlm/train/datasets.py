@@ -43,11 +43,9 @@ class RecordDataset(MediaTextDataset):
         limit: int | None = None,
         decode_size: Sequence[int] | None = None,
     ):
-        from videovlm.data import formats
-
         if processor is None or not callable(processor):
             raise TypeError(f"processor: {type(self).__name__} needs a model with a `processor` attribute")
-        records = getattr(formats, self.READER)(path, media_root=media_root, check_files=False)
+        records = self.read_records(path, media_root=media_root)
         self.processor = processor
         super().__init__(
             records=records if limit is None else records[:limit],
@@ -59,6 +57,12 @@ class RecordDataset(MediaTextDataset):
             pad_values={"input_ids": processor.tokenizer.pad_token_id},
             decode_size=decode_size,
         )
+
+    def read_records(self, path: Path, *, media_root: Path | None) -> list[Any]:
+        """The records of ``path`` (by default with the ``READER`` of ``videovlm.data.formats``)."""
+        from videovlm.data import formats
+
+        return getattr(formats, self.READER)(path, media_root=media_root, check_files=False)
 
     def _encode(self, record: Any, frames: torch.Tensor, valid: torch.Tensor) -> dict[str, torch.Tensor]:
         item = self.processor(record, frames)
@@ -83,6 +87,17 @@ class InstructionDataset(RecordDataset):
     """LLaVA / VideoChat style ``instructions.json`` (conversations; human turns get label -100)."""
 
     READER = "read_instructions_json"
+
+
+class ObjectCaptionDataset(RecordDataset):
+    """Object captions of the synthetic data (``videovlm.data.synthetic.object_captions``): for
+    every object of every video of an ``annotations.jsonl``, "<video> describe the {shape}."
+    answered by that object's own caption."""
+
+    def read_records(self, path: Path, *, media_root: Path | None) -> list[Any]:
+        from videovlm.data.synthetic.object_captions import object_caption_conversations
+
+        return object_caption_conversations(path, media_root=media_root)
 
 
 class ImageCaptionDataset(RecordDataset):
