@@ -1,22 +1,24 @@
 """``videovlm quickstart``: synthetic data -> tiny backbones -> tiny Video-LLaMA -> one answer
-and the test accuracy per question type.
+and the test accuracy per question type, with the video-blind control under it.
 
-Steps (each prints a ``[i/6]`` line, then its own progress bar):
+Steps (each prints a ``[i/6]`` line, then its own progress bar, then its time):
 
 1. ``data``: the synthetic data set (``videovlm data synth``), 2000/200/200 videos;
-2. ``vision``: CLIP-style contrastive pretraining of the tiny vision tower (``recipes/backbones/clip.yaml``);
-3. ``llm``: text pretraining of the tiny Llama (``recipes/backbones/llm.yaml``);
+2. ``vision``: the tiny convolutional vision tower. By default the checkpoint shipped with the
+   package (``videovlm/assets/backbones/conv_tower``, built by ``recipes/backbones/conv_tower.yaml``),
+   as a user starts from downloaded weights; ``--rebuild-backbones`` trains it with that recipe;
+3. ``llm``: the tiny Llama, likewise (``videovlm/assets/backbones/llm``, ``recipes/backbones/llm.yaml``);
 4. ``videollama``: the tiny Video-LLaMA recipe, frozen vision tower and frozen LLM as in the paper
    (``recipes/videollama/tiny.yaml``), trained from cached tower features;
 5. ``answer``: one question about one test video (``videovlm.qa.VideoQA``);
-6. ``eval``: every test question, exact-match accuracy per type (``videovlm.eval``), and the
-   shuffled video-blind control under the table (each question asked about another test
-   video; the drop from the real video shows the model reads it).
+6. ``eval``: every test question, exact-match accuracy per type (``videovlm.eval``), and again
+   with every question asked about another test video (the shuffled control).
 
 Everything goes under ``--output`` (default ``./videovlm_quickstart``). A step whose output is
 complete (its marker file, written last) is skipped, so a second run is fast and an
 interrupted run resumes: training steps run with ``resume=true`` and continue from their
-newest checkpoint. The recipes are read from the repository's ``recipes/`` folder with their
+newest checkpoint. Once a step runs, the steps after it run again from scratch (a model is
+never reused over backbones or data that changed under it). The recipes are read from the repository's ``recipes/`` folder with their
 ``data/synth`` and ``runs/`` paths moved under ``--output``.
 """
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -40,6 +43,22 @@ MARKER = ".quickstart-complete"  # written last in a step's folder: the step is 
 DATA_PREFIX = "data/synth"
 RUNS_PREFIX = "runs/"
 STEP_COUNT = 6
+
+
+def shipped_backbone(name: str) -> Path:
+    """The folder of a backbone checkpoint shipped with the package (see its README.md)."""
+    folder = Path(videovlm.__file__).resolve().parent / "assets" / "backbones" / SHIPPED_BACKBONES[name]
+    if not (folder / "config.json").is_file():
+        raise QuickstartError(f"{folder}: the shipped {name} checkpoint is missing (a partial install?); use --rebuild-backbones to train it")
+    return folder
+
+
+def quiet_transformers() -> None:
+    """No per-load progress bars or load-report tables from transformers in the quickstart's output."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
 
 
 class QuickstartError(RuntimeError):
@@ -61,6 +80,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="override a recipe value, e.g. videollama:stages.1.steps=100 or llm:stages.0.steps=50 (repeatable)",
     )
     parser.add_argument("--workers", type=int, default=2, help="processes for the data generation (default 2)")
+    parser.add_argument(
+        "--rebuild-backbones",
+        action="store_true",
+        help="train the tiny vision tower and LLM with recipes/backbones/{conv_tower,llm}.yaml instead of using the checkpoints shipped with the package",
+    )
 
 
 def default_recipes_dir() -> Path:
@@ -93,7 +117,9 @@ def parse_overrides(items: list[str]) -> dict[str, list[str]]:
 
 
 # step name -> recipe file under recipes/ (the three training steps)
-TRAIN_STEPS = {"vision": "backbones/clip.yaml", "llm": "backbones/llm.yaml", "videollama": "videollama/tiny.yaml"}
+TRAIN_STEPS = {"vision": "backbones/conv_tower.yaml", "llm": "backbones/llm.yaml", "videollama": "videollama/tiny.yaml"}
+# The backbone steps' shipped checkpoints (what those recipes built, see their README).
+SHIPPED_BACKBONES = {"vision": "conv_tower", "llm": "llm"}
 # The video-blind control of the eval step (videovlm.eval.controls): every test question is
 # asked again about another test video's frames; the drop is the proof the model reads the video.
 EVAL_CONTROL = "shuffled"
@@ -110,21 +136,41 @@ class Quickstart:
         self.args = args
         self.overrides = parse_overrides(args.override)
         self.step_index = 0
+        self.seconds: dict[str, float] = {}  # step -> seconds it took in this run (0: reused)
+        self.stale = False  # a step ran in this run: the steps after it must run again
 
     def announce(self, name: str, text: str) -> None:
         self.step_index += 1
         print(f"[{self.step_index}/{STEP_COUNT}] {name}: {text}", flush=True)
 
-    def run_step(self, name: str, text: str, marker: Path, work: Callable[[], None]) -> None:
+    def run_step(self, name: str, text: str, folder: Path, marker: Path, work: Callable[[], Any], *, source: str = "recipe") -> None:
+        """Run ``work`` unless its marker (written last) says it finished before, from the same
+        source, after every step it depends on. Once a step runs, every later step is stale: its
+        ``folder`` (the quickstart's own, under ``--output``) is emptied and it runs again, so a
+        model is never reused over backbones or data that changed under it."""
         self.announce(name, text)
-        if marker.is_file():
+        done = marker.is_file() and json.loads(marker.read_text()).get("source", "recipe") == source
+        if done and not self.stale:
             print(f"      done before, reusing {marker.parent}", flush=True)
+            self.seconds[name] = 0.0
             return
+        if folder.exists() and (self.stale or marker.is_file()):
+            shutil.rmtree(folder)  # built before a step it depends on ran again, or the other way: start clean
+        self.stale = True
         started = time.monotonic()
         work()
+        seconds = time.monotonic() - started
         marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps({"step": name, "seconds": round(time.monotonic() - started, 1)}) + "\n")
-        print(f"      finished in {time.monotonic() - started:.0f} s", flush=True)
+        marker.write_text(json.dumps({"step": name, "seconds": round(seconds, 1), "source": source}) + "\n")
+        self.seconds[name] = seconds
+        print(f"      finished in {seconds:.0f} s", flush=True)
+
+    def timed(self, name: str, text: str, work: Callable[[], Any]) -> None:
+        """A step that always runs (no marker)."""
+        self.announce(name, text)
+        started = time.monotonic()
+        work()
+        self.seconds[name] = time.monotonic() - started
 
     # -- steps --------------------------------------------------------------------------
     def make_data(self) -> None:
@@ -224,25 +270,42 @@ class Quickstart:
         return report
 
     def run(self) -> int:
+        quiet_transformers()
+        started = time.monotonic()
         print(f"videovlm quickstart: working folder {self.output}", flush=True)
-        self.run_step("data", f"synthetic videos -> {self.data_dir}", self.data_dir / MARKER, self.make_data)
+        self.run_step("data", f"synthetic videos -> {self.data_dir}", self.data_dir, self.data_dir / MARKER, self.make_data)
         for name, text in (
-            ("vision", "contrastive pretraining of the tiny vision tower"),
-            ("llm", "text pretraining of the tiny Llama"),
-            ("videollama", "tiny Video-LLaMA: stage 1 captions, stage 2 instructions (tower and LLM frozen)"),
+            ("vision", "the tiny convolutional vision tower"),
+            ("llm", "the tiny Llama (text and grounded chat)"),
         ):
-            final = self.final_dir(name)
-            self.run_step(name, f"{text} -> {final}", final.parent.parent / MARKER, lambda name=name: self.train(name))
+            self.backbone_step(name, text)
+        final = self.final_dir("videollama")
+        text = "tiny Video-LLaMA: stage 1 captions, stage 2 instructions (tower and LLM frozen)"
+        self.run_step("videollama", f"{text} -> {final}", final.parent.parent, final.parent.parent / MARKER, lambda: self.train("videollama"))
         model_dir = self.final_dir("videollama")
-        self.announce("answer", "one question about one test video")
-        self.answer_one(model_dir)
-        report_path = self.output / "eval" / "test_accuracy.json"
-        marker = self.output / "eval" / MARKER
+        self.timed("answer", "one question about one test video", lambda: self.answer_one(model_dir))
+        eval_dir = self.output / "eval"
+        report_path, marker = eval_dir / "test_accuracy.json", eval_dir / MARKER
         if marker.is_file() and (not report_path.is_file() or not _is_current_eval(json.loads(report_path.read_text()), model_dir)):
             marker.unlink()  # the finished evaluation is of another model (the recipe changed), or has no control: evaluate again
-        self.run_step("eval", f"every test question, exact match per type, and the {EVAL_CONTROL} control", self.output / "eval" / MARKER, lambda: self.evaluate(model_dir))
+        text = f"every test question, exact match per type, and the {EVAL_CONTROL} control"
+        self.run_step("eval", text, eval_dir, marker, lambda: self.evaluate(model_dir))
         print_accuracy(json.loads(report_path.read_text()))
+        steps = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in self.seconds.items())
+        print(f"time: {steps}; total {time.monotonic() - started:.0f} s", flush=True)
         return 0
+
+    def backbone_step(self, name: str, text: str) -> None:
+        """The shipped checkpoint copied in place, or (``--rebuild-backbones``) its recipe trained."""
+        final = self.final_dir(name)
+        step_dir = final.parent.parent
+        source = "recipe" if self.args.rebuild_backbones else "shipped"
+        marker = step_dir / MARKER
+        if source == "shipped":
+            shipped = shipped_backbone(name)
+            self.run_step(name, f"{text}, shipped with the package: {shipped} -> {final}", step_dir, marker, lambda: shutil.copytree(shipped, final), source=source)
+        else:
+            self.run_step(name, f"{text}: {self.recipes / TRAIN_STEPS[name]} -> {final}", step_dir, marker, lambda: self.train(name), source=source)
 
 
 def _is_current_eval(report: dict, model_dir: Path) -> bool:

@@ -34,14 +34,14 @@ def test_overrides_name_their_recipe():
         parse_overrides(["llm:stages.0.steps"])
 
 
-def quickstart_args(output: Path) -> argparse.Namespace:
+def quickstart_args(output: Path, *extra: str) -> argparse.Namespace:
+    from tests.recipes.conftest import RECIPES, stage_overrides
+    from videovlm.quickstart import TRAIN_STEPS
+
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    micro = ["tensorboard=false", "progress_bar=false", "checkpoint_every=0"]
-    overrides = [f"{name}:{o}" for name in ("vision", "llm", "videollama") for o in micro]
-    overrides += [f"{name}:stages.0.{key}" for name in ("vision", "llm") for key in ("steps=1", "micro_batch_size=2", "warmup_steps=0", "eval_max_batches=1")]
-    overrides += [f"videollama:stages.{i}.{key}" for i in (0, 1) for key in ("steps=1", "micro_batch_size=2", "warmup_steps=0", "eval_max_batches=1")]
-    argv = ["--output", str(output), "--train-videos", "6", "--eval-videos", "3", "--workers", "1"]
+    overrides = [f"{name}:{o}" for name, recipe in TRAIN_STEPS.items() for o in stage_overrides(RECIPES / recipe, steps=1, batch=2)]
+    argv = ["--output", str(output), "--train-videos", "6", "--eval-videos", "3", "--workers", "1", *extra]
     return parser.parse_args(argv + [f"--override={o}" for o in overrides])
 
 
@@ -54,6 +54,9 @@ def test_micro_quickstart_runs_then_reuses_every_step(tmp_path, mini_data, capsy
     first = capsys.readouterr().out
     for step in ("[1/6] data", "[2/6] vision", "[3/6] llm", "[4/6] videollama", "[5/6] answer", "[6/6] eval"):
         assert step in first
+    # The backbones are the checkpoints shipped with the package, copied in place.
+    assert first.count("shipped with the package") == 2 and "time: data 0 s, vision " in first and "; total " in first
+    assert (output / "runs" / "backbones" / "conv_tower" / "labels" / "final" / "model.safetensors").is_file()
     assert "answer:" in first and "test accuracy per question type" in first and "direction" in first
     assert (output / "eval" / "test_accuracy.json").is_file()
     # the shuffled video-blind control: a row under the table, its rows in the report, its answers beside the real ones
@@ -78,3 +81,10 @@ def test_micro_quickstart_runs_then_reuses_every_step(tmp_path, mini_data, capsy
     third = capsys.readouterr().out
     assert third.count("done before, reusing") == 4  # data, vision, llm, videollama
     assert json.loads(report.read_text())["model"] != "some/other/model"
+    # --rebuild-backbones trains both backbone recipes instead; everything after them is stale
+    # (the model was trained on the shipped backbones) and runs again.
+    assert run(quickstart_args(output, "--rebuild-backbones")) == 0
+    fourth = capsys.readouterr().out
+    assert fourth.count("done before, reusing") == 1  # data only
+    assert "shipped with the package" not in fourth and "recipes/backbones/conv_tower.yaml" in fourth
+    assert json.loads((output / "runs" / "backbones" / "llm" / MARKER).read_text())["source"] == "recipe"
