@@ -43,19 +43,21 @@ def runs_dir(tmp_path_factory, mini_data) -> Path:
 
     from videovlm.data.synthetic import corpus_texts
     from videovlm.models import presets, train_tokenizer
+    from videovlm.train.backbones import tiny_resnet_tower
 
     runs = tmp_path_factory.mktemp("runs")
     tokenizer = train_tokenizer(corpus_texts(mini_data / "train"), vocab_size=400)
     torch.manual_seed(0)
     backbones = {
         "clip/contrastive/final": CLIPVisionModel(presets.tiny_clip_vision_config()),
-        "llm/text/final": LlamaForCausalLM(presets.tiny_llama_config(tokenizer=tokenizer)),
+        "llm/chat/final": LlamaForCausalLM(presets.tiny_llama_config(tokenizer=tokenizer)),
         "bert/text/final": BertForMaskedLM(presets.tiny_bert_config(tokenizer=tokenizer)),
         "bart/text/final": BartForConditionalGeneration(presets.tiny_bart_config(tokenizer=tokenizer)),
     }
     for folder, model in backbones.items():
         model.save_pretrained(runs / "backbones" / folder)
         tokenizer.save_pretrained(runs / "backbones" / folder)
+    tiny_resnet_tower().save_pretrained(runs / "backbones" / "conv_tower" / "labels" / "final")  # what conv_tower.yaml writes
     return runs
 
 
