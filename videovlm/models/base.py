@@ -58,7 +58,13 @@ class VideoFamilyModel(nn.Module, ABC):
             pixel=pixel if pixel is not None else require_pixel_settings(config.vision),
             max_frames=config.max_frames,
             template=config.template,
+            **cls.processor_options(config),
         )
+
+    @classmethod
+    def processor_options(cls, config: Any) -> dict[str, Any]:
+        """Family-specific keyword arguments of the processor, from the config (none by default)."""
+        return {}
 
     # -- parts and freezing -------------------------------------------------------------
     def parts(self) -> dict[str, nn.Module]:

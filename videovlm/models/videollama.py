@@ -31,7 +31,6 @@ from videovlm.models.base import (
     VideoFamilyModel,
     check_family_config,
     check_video_inputs,
-    require_pixel_settings,
     splice_visual_tokens,
     to_module_dtype,
 )
@@ -139,18 +138,13 @@ class VideoLlamaModel(VideoFamilyModel):
         self.processor = self.build_processor(config, tokenizer=self.tokenizer, pixel=self.vision.pixel)
 
     @classmethod
-    def build_processor(cls, config: VideoLlamaConfig, *, tokenizer, pixel: Any = None) -> VideoLlamaProcessor:
-        """The chat-template processor; it also makes the instruction inputs when the temporal
-        encoder reads them (``reads_instruction``)."""
+    def processor_options(cls, config: VideoLlamaConfig) -> dict[str, Any]:
+        """The processor also makes the instruction inputs when the temporal encoder reads them."""
         encoder = resolve_temporal_encoder_class(config.temporal["_component_"], where="temporal._component_")
-        return VideoLlamaProcessor(
-            tokenizer=tokenizer,
-            pixel=pixel if pixel is not None else require_pixel_settings(config.vision),
-            max_frames=config.max_frames,
-            template=config.template,
-            instruction=getattr(encoder, "reads_instruction", False),
-            max_instruction_tokens=int(config.temporal.get("max_instruction_tokens", 64)),
-        )
+        if not getattr(encoder, "reads_instruction", False):
+            return {}
+        longest = config.temporal.get("max_instruction_tokens", encoder.config_class.max_instruction_tokens)
+        return {"instruction": True, "max_instruction_tokens": int(longest)}
 
     @property
     def frame_position(self) -> nn.Module | None:

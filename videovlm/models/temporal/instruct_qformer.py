@@ -72,6 +72,7 @@ class InstructVideoQFormer(VideoQFormer):
         return InstructBlipQFormerModel(
             InstructBlipQFormerConfig(**settings, vocab_size=config.vocab_size, max_position_embeddings=config.max_instruction_tokens, pad_token_id=0)
         )
+
     def forward(
         self,
         frame_tokens: Tensor,
