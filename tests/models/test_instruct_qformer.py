@@ -5,6 +5,7 @@ inputs get errors that name them."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,25 @@ def test_the_instruction_steers_the_video_tokens_and_trains_its_embeddings(model
     finally:
         model.zero_grad()
         model.eval()
+
+
+def test_the_instruction_scales_and_shifts_the_frame_channels(model):
+    encoder = model.video_qformer
+    torch.manual_seed(1)
+    tokens = torch.randn(2, 3, 5, encoder.input_dim)  # (B, T, N, D)
+    ids = torch.tensor([[1, 5, 6], [1, 7, 8]])
+    mask = torch.ones_like(ids)
+    assert torch.equal(encoder.modulate(tokens, ids, mask), tokens)  # zero init: the identity
+    film = copy.deepcopy(encoder)
+    torch.nn.init.normal_(film.instruction_film.weight)
+    out = film.modulate(tokens, ids, mask)
+    shifted = film.modulate(tokens + 1.0, ids, mask)
+    scale = shifted - out  # (1 + scale) per sample and channel, the same for every token
+    assert torch.allclose(scale, scale[:, :1, :1].expand_as(scale), atol=1e-5)
+    assert not torch.allclose(scale[0], scale[1])  # another instruction, other channels
+    # Pad positions of the instruction (mask 0) do not change its summary.
+    padded = film.modulate(tokens, torch.cat([ids, torch.full((2, 2), 9)], 1), torch.cat([mask, torch.zeros(2, 2, dtype=torch.long)], 1))
+    assert torch.allclose(padded, out, atol=1e-6)
 
 
 def test_padding_the_instruction_changes_nothing(model, frames):

@@ -1,12 +1,14 @@
 """An instruction-aware video Q-Former (InstructBLIP's Q-Former over Video-LLaMA's frame tokens):
-the learned queries attend to the instruction's tokens as well as to every frame token, so the
-video tokens can carry what the question asks about."""
+the learned queries attend to the instruction's tokens as well as to every frame token, and the
+instruction modulates the frame tokens' channels (FiLM), so the video tokens can carry what the
+question asks about."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+from einops import rearrange
 from torch import Tensor, nn
 from transformers import InstructBlipQFormerConfig, InstructBlipQFormerModel
 
@@ -40,6 +42,17 @@ class InstructVideoQFormer(VideoQFormer):
     put every object's every attribute into M tokens and leave the frozen LLM to pick the named
     object's, the binding a tiny LLM is worst at (docs/results.md).
 
+    Before the cross-attention, the instruction also scales and shifts every channel of every
+    frame token (FiLM, Perez et al. 2018): ``tokens * (1 + scale) + shift``, both ``(B, D)``
+    from one linear map of the mean of the instruction's word embeddings (a table of its own).
+    Why: attention selects *tokens*, but a tower's features keep an object's attributes in
+    *channels* (a detection-style tower's pooled vector holds each shape's colour and centre
+    in its own linear subspace); picking the subspace of the named object is a product of
+    question and feature that attention and a ReLU feed-forward learn slowly. Measured on the
+    tiny conv tower's cached features with a linear answer head (docs/results.md): without FiLM
+    exists stayed at chance (50%) after 3000 steps; with it colour 99%, exists 99%, change 95%
+    after 1500. The map starts at zero, so an untrained encoder equals the one without FiLM.
+
     Takes ``instruction_ids`` / ``instruction_mask`` (B, L) as keywords; the family processor
     makes them (``VideoLlamaProcessor(instruction=True)``: the human turns, placeholder removed).
     """
@@ -66,6 +79,14 @@ class InstructVideoQFormer(VideoQFormer):
         self.build(InstructVideoQFormerConfig(**builder_arguments(locals())))
         self.vocab_size = vocab_size
         self.max_instruction_tokens = max_instruction_tokens
+        # Its own word table at nn.Embedding's N(0, 1) init, not the Q-Former's BERT-init ones
+        # (std 0.02): the summary is O(1) from the first step, so the FiLM learns at once
+        # (measured with the probe: colour 70% vs 100% after 1000 steps, exists 51% vs 90%).
+        self.instruction_words = nn.Embedding(vocab_size, int(self.config.hidden_size))
+        # Zero init: the FiLM starts as the identity (see the class doc).
+        self.instruction_film = nn.Linear(int(self.config.hidden_size), 2 * input_dim)
+        nn.init.zeros_(self.instruction_film.weight)
+        nn.init.zeros_(self.instruction_film.bias)
 
     def build_qformer(self, config: InstructVideoQFormerConfig) -> nn.Module:
         settings = qformer_settings(config)
@@ -109,7 +130,16 @@ class InstructVideoQFormer(VideoQFormer):
     def encode(self, frame_tokens: Tensor, frame_mask: Tensor) -> VideoTokens:
         raise TemporalInputError(f"{type(self).__name__}: needs instruction_ids; call it with them (forward)")
 
+    def modulate(self, frame_tokens: Tensor, instruction_ids: Tensor, instruction_mask: Tensor) -> Tensor:
+        """FiLM of the frame tokens (B, T, N, D) by the instruction (B, L): see the class doc."""
+        words = self.instruction_words(instruction_ids)  # (B, L, Dq)
+        weights = instruction_mask[..., None].to(words.dtype)  # (B, L, 1)
+        summary = (words * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, Dq)
+        scale, shift = self.instruction_film(summary).chunk(2, dim=-1)  # (B, D) each
+        return frame_tokens * (1 + rearrange(scale, "b d -> b 1 1 d")) + rearrange(shift, "b d -> b 1 1 d")
+
     def encode_with_instruction(self, frame_tokens: Tensor, frame_mask: Tensor, instruction_ids: Tensor, instruction_mask: Tensor) -> VideoTokens:
+        frame_tokens = self.modulate(frame_tokens, instruction_ids, instruction_mask)  # (B, T, N, D)
         keys, key_mask = self.frame_keys(frame_tokens, frame_mask)  # (B, T*N, D), (B, T*N)
         queries = self.query_tokens.expand(frame_tokens.shape[0], -1, -1)  # (B, M, Dq)
         query_mask = instruction_mask.new_ones(queries.shape[:2])
