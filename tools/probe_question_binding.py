@@ -58,7 +58,8 @@ class AnswerProbe(nn.Module):
     def __init__(self, *, dim: int, vocab_size: int, num_answers: int, film: bool):
         super().__init__()
         self.encoder = InstructVideoQFormer(input_dim=dim, num_queries=8, max_frames=16, num_layers=2, num_heads=4, vocab_size=vocab_size)
-        self.encoder.instruction_film.requires_grad_(film)
+        for part in (self.encoder.instruction_film, self.encoder.instruction_words):
+            part.requires_grad_(film)  # --no-film: the FiLM stays the identity
         self.head = nn.Linear(self.encoder.output_dim, num_answers)
 
     def forward(self, frames: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
