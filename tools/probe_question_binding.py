@@ -55,9 +55,12 @@ class WordIds:
 
 
 class AnswerProbe(nn.Module):
-    def __init__(self, *, dim: int, vocab_size: int, num_answers: int, film: bool):
+    def __init__(self, *, dim: int, vocab_size: int, num_answers: int, film: bool, input_norm: bool = False, grid_positions: bool = False):
         super().__init__()
-        self.encoder = InstructVideoQFormer(input_dim=dim, num_queries=8, max_frames=16, num_layers=2, num_heads=4, vocab_size=vocab_size)
+        self.encoder = InstructVideoQFormer(
+            input_dim=dim, num_queries=8, max_frames=16, num_layers=2, num_heads=4, vocab_size=vocab_size,
+            input_norm=input_norm, grid_positions=grid_positions, has_cls_token=True,  # the conv towers' pooled token leads
+        )
         for part in (self.encoder.instruction_film, self.encoder.instruction_words):
             part.requires_grad_(film)  # --no-film: the FiLM stays the identity
         self.head = nn.Linear(self.encoder.output_dim, num_answers)
@@ -66,15 +69,6 @@ class AnswerProbe(nn.Module):
         frame_mask = torch.ones(frames.shape[:2], dtype=torch.bool)
         tokens = self.encoder(frames, frame_mask, instruction_ids=ids, instruction_mask=mask).tokens  # (B, M, D)
         return self.head(tokens.mean(1))  # (B, answers)
-
-
-def sine_grid_code(cells: int, dim: int) -> torch.Tensor:
-    """(cells, dim) 2D sine / cosine code of a square grid's row-major cells (DETR's, unit scale)."""
-    side = int(round(cells**0.5))
-    ys, xs = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
-    freqs = torch.pow(100.0, -torch.arange(dim // 4) / (dim // 4))  # (D/4,)
-    parts = [f(c.flatten()[:, None].float() * freqs) for c in (ys, xs) for f in (torch.sin, torch.cos)]
-    return torch.cat(parts, dim=1)  # (cells, D)
 
 
 def split_items(split_dir: Path, tokens: torch.Tensor, annotations, words: WordIds) -> list[tuple[torch.Tensor, list[int], int, str]]:
@@ -119,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-film", dest="film", action="store_false", help="keep the FiLM at its zero init")
     parser.add_argument("--standardise", action="store_true", help="z-score every channel of the frame tokens (train statistics)")
     parser.add_argument("--types", nargs="+", default=None, help="train and score only these question types")
-    parser.add_argument("--spatial", action="store_true", help="add a 2D sine position code to the grid tokens (as DETR does for CNN maps)")
+    parser.add_argument("--spatial", action="store_true", help="the encoder adds its 2D sine code to the grid tokens (grid_positions, as DETR does for CNN maps)")
+    parser.add_argument("--input-norm", action="store_true", help="the encoder's LayerNorm on the frame tokens first (input_norm, Video-LLaMA's ln_vision)")
     parser.add_argument("--tokenizer", type=Path, default=None, help="use this tokenizer's ids (the recipe's LLM folder) instead of word ids")
     parser.add_argument("--save", type=Path, default=None, help="write the trained encoder's weights here (safetensors)")
     parser.add_argument("--seed", type=int, default=0)
@@ -129,10 +124,6 @@ def main(argv: list[str] | None = None) -> int:
     tower = load_tower(args.tower)
     _, train_tokens, train_ann = tower_states(tower, args.data / "train", args.train_videos)  # (V, T, N, D)
     _, val_tokens, val_ann = tower_states(tower, args.data / "val", 10**9)
-    if args.spatial:
-        grid = sine_grid_code(train_tokens.shape[2] - 1, train_tokens.shape[3])  # (h*w, D)
-        train_tokens[:, :, 1:] += grid
-        val_tokens[:, :, 1:] += grid
     if args.standardise:
         mean, std = train_tokens.mean((0, 1, 2)), train_tokens.std((0, 1, 2)).clamp(min=1e-3)
         train_tokens, val_tokens = (train_tokens - mean) / std, (val_tokens - mean) / std
@@ -141,11 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     val = split_items(args.data / "val", val_tokens, val_ann, words)
     if args.types:
         train, val = [i for i in train if i[3] in args.types], [i for i in val if i[3] in args.types]
-    probe = AnswerProbe(dim=train_tokens.shape[-1], vocab_size=words.vocab_size, num_answers=len(ANSWER_VOCABULARY), film=args.film)
+    probe = AnswerProbe(dim=train_tokens.shape[-1], vocab_size=words.vocab_size, num_answers=len(ANSWER_VOCABULARY), film=args.film, input_norm=args.input_norm, grid_positions=args.spatial)
     optimizer = torch.optim.AdamW([p for p in probe.parameters() if p.requires_grad], args.lr)
     generator = torch.Generator().manual_seed(args.seed)
 
-    print(f"tower {args.tower}; {len(train)} train / {len(val)} val questions; FiLM {'on' if args.film else 'off'}; val accuracy (%)")
+    print(f"tower {args.tower}; {len(train)} train / {len(val)} val questions; FiLM {'on' if args.film else 'off'}; grid code {'on' if args.spatial else 'off'}; input norm {'on' if args.input_norm else 'off'}; val accuracy (%)")
     kinds = [kind for kind in QUESTION_TYPES if any(item[3] == kind for item in val)]
     print(f"{'step':>6} {'cpu-s':>6} " + " ".join(f"{kind:>9}" for kind in kinds))
     start = time.process_time()

@@ -55,6 +55,12 @@ CASES = {
         lambda: VideoQFormer(input_dim=DIM, output_dim=OUT_DIM, num_queries=6, max_frames=FRAMES, hidden_size=16),
         None,
     ),
+    "video_qformer_grid_norm": Case(
+        lambda: VideoQFormer(
+            input_dim=DIM, num_queries=4, max_frames=FRAMES, hidden_size=16, input_norm=True, grid_positions=True, has_cls_token=True
+        ),
+        None,
+    ),
     "divided_space_time": Case(
         lambda: DividedSpaceTime(input_dim=DIM, output_dim=OUT_DIM, max_frames=FRAMES, num_layers=1), TOKENS
     ),
@@ -119,18 +125,26 @@ def test_padded_frames_do_not_change_output(name):
     torch.testing.assert_close(encoder(frames, mask).tokens, padded.tokens, atol=1e-6, rtol=1e-6)
 
 
+def at_a_generic_point(encoder: TemporalEncoder) -> TemporalEncoder:
+    """Every weight N(0, 0.3), LayerNorm scales 1 + N(0, 0.3): away from the init's symmetries."""
+    with torch.no_grad():
+        for param in encoder.parameters():
+            param.normal_(std=0.3)
+        for module in encoder.modules():
+            if isinstance(module, torch.nn.LayerNorm) and module.weight is not None:
+                module.weight.add_(1.0)  # a scale near 1, not near 0
+    return encoder
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_reversed_frame_order(name):
     """Reversing the frames changes the output of every encoder but MeanPool.
 
-    Checked at a generic parameter point (every weight N(0, 0.3)): BLIP-2's init (std 0.02)
-    makes the Q-Former nearly constant at init, so its outputs differ by only ~1e-5 there;
-    ``test_order_is_learnable`` checks the init point through training instead.
+    Checked at a generic parameter point (every weight N(0, 0.3), LayerNorm scales 1 + N(0, 0.3)):
+    BLIP-2's init (std 0.02) makes the Q-Former nearly constant at init, so its outputs differ
+    by only ~1e-5 there; ``test_order_is_learnable`` checks the init point through training instead.
     """
-    encoder = build(name)
-    with torch.no_grad():
-        for param in encoder.parameters():
-            param.normal_(std=0.3)
+    encoder = at_a_generic_point(build(name))
     frames = torch.randn(1, FRAMES, TOKENS, DIM, generator=torch.Generator().manual_seed(2))
     forward = encoder(frames).tokens
     backward = encoder(frames.flip(1)).tokens
@@ -239,6 +253,34 @@ def test_bad_configs_name_the_field():
         DividedSpaceTime(input_dim=DIM, pool_time=1)
     with pytest.raises(TemporalConfigError, match="dropout"):
         PerceiverResampler(input_dim=DIM, dropout=1.5)
+
+
+def test_grid_positions_let_the_qformer_see_where_a_token_is():
+    """The Q-Former's cross-attention is blind to the order of its keys: without a grid code,
+    moving every patch of a frame to another cell gives the same video tokens (so a conv
+    tower's map, whose tokens do not carry their cell, loses where things are); with it, not."""
+    frames, mask = padded_batch()
+    cells = torch.randperm(TOKENS - 1, generator=torch.Generator().manual_seed(3)) + 1
+    moved = torch.cat([frames[:, :, :1], frames[:, :, cells]], dim=2)  # CLS stays, patches change cells
+    for grid_positions in (False, True):
+        torch.manual_seed(0)
+        encoder = VideoQFormer(input_dim=DIM, num_queries=4, max_frames=FRAMES, hidden_size=16, grid_positions=grid_positions, has_cls_token=True)
+        encoder = at_a_generic_point(encoder).eval()  # (BLIP-2's init is nearly constant)
+        difference = (encoder(frames, mask).tokens - encoder(moved, mask).tokens).abs().max().item()
+        assert difference > 1e-2 if grid_positions else difference < 1e-5, (grid_positions, difference)
+
+
+def test_input_norm_makes_the_qformer_blind_to_the_towers_scale():
+    frames, mask = padded_batch()
+    torch.manual_seed(0)
+    encoder = VideoQFormer(input_dim=DIM, num_queries=4, max_frames=FRAMES, hidden_size=16, input_norm=True).eval()
+    torch.testing.assert_close(encoder(frames, mask).tokens, encoder(40.0 * frames + 3.0, mask).tokens, atol=1e-4, rtol=1e-4)
+
+
+def test_grid_positions_need_a_square_grid():
+    encoder = VideoQFormer(input_dim=DIM, num_queries=4, max_frames=FRAMES, grid_positions=True)
+    with pytest.raises(TemporalInputError, match="square grid"):
+        encoder(torch.randn(1, 2, TOKENS, DIM))  # 17 tokens: a CLS first, but has_cls_token is False
 
 
 def test_bad_inputs_give_clear_errors():

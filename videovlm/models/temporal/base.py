@@ -299,6 +299,19 @@ def grid_side(tokens_per_frame: int, *, has_cls_token: bool, owner: str) -> int:
     return side
 
 
+def sine_grid_code(side: int, dim: int) -> Tensor:
+    """(side*side, dim) fixed 2D sine / cosine code of a square grid's row-major cells, as DETR
+    adds to a CNN's feature map: dim/4 frequencies each of sin(y), cos(y), sin(x), cos(x), unit
+    amplitude (the rest of ``dim``, when it is not a multiple of 4, stays 0)."""
+    ys, xs = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+    quarter = dim // 4
+    freqs = torch.pow(100.0, -torch.arange(quarter) / max(quarter, 1))  # (D/4,)
+    parts = [f(c.flatten()[:, None].float() * freqs) for c in (ys, xs) for f in (torch.sin, torch.cos)]
+    code = torch.zeros(side * side, dim)
+    code[:, : 4 * quarter] = torch.cat(parts, dim=1)
+    return code  # (h*w, D)
+
+
 def zero_masked_tokens(tokens: Tensor, mask: Tensor) -> VideoTokens:
     """Zero the output tokens that come only from padded frames and pair them with their mask."""
     return VideoTokens(tokens=tokens.masked_fill(~mask[..., None], 0.0), mask=mask)  # (B, M, D), (B, M)

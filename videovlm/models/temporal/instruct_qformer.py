@@ -74,6 +74,9 @@ class InstructVideoQFormer(VideoQFormer):
         intermediate_size: int | None = None,
         cross_attention_frequency: int = 1,
         dropout: float = 0.0,
+        input_norm: bool = False,
+        grid_positions: bool = False,
+        has_cls_token: bool = False,
         vocab_size: int = 32000,
         max_instruction_tokens: int = 64,
     ):
@@ -140,7 +143,7 @@ class InstructVideoQFormer(VideoQFormer):
         return frame_tokens * (1 + rearrange(scale, "b d -> b 1 1 d")) + rearrange(shift, "b d -> b 1 1 d")
 
     def encode_with_instruction(self, frame_tokens: Tensor, frame_mask: Tensor, instruction_ids: Tensor, instruction_mask: Tensor) -> VideoTokens:
-        frame_tokens = self.modulate(frame_tokens, instruction_ids, instruction_mask)  # (B, T, N, D)
+        frame_tokens = self.modulate(self.input_norm(frame_tokens), instruction_ids, instruction_mask)  # (B, T, N, D)
         keys, key_mask = self.frame_keys(frame_tokens, frame_mask)  # (B, T*N, D), (B, T*N)
         queries = self.query_tokens.expand(frame_tokens.shape[0], -1, -1)  # (B, M, Dq)
         query_mask = instruction_mask.new_ones(queries.shape[:2])

@@ -16,7 +16,9 @@ from videovlm.models.temporal.base import (
     builder_arguments,
     all_tokens_real,
     frame_position_table,
+    grid_side,
     output_projection,
+    sine_grid_code,
 )
 
 
@@ -36,6 +38,16 @@ class VideoQFormerConfig(TemporalEncoderConfig):
         cross_attention_frequency: a cross-attention to the frame tokens every this many layers
             (Video-LLaMA uses 1: every layer; BLIP-2's image Q-Former uses 2).
         dropout: hidden and attention dropout inside the Q-Former.
+        input_norm: a LayerNorm over each frame token's channels first (Video-LLaMA's
+            ``ln_vision``); a frozen tower's channels can be far from unit scale (the tiny conv
+            tower's tokens have norms of 25-46), which slows the Q-Former's attention.
+        grid_positions: add a fixed 2D sine code (DETR's) to the patch-grid tokens of every
+            frame. A ViT's output tokens carry their position (its position embedding went in
+            first); a convolutional tower's feature map does not, and the Q-Former's
+            cross-attention is order-blind over the keys, so without it "where" is lost and
+            motion direction cannot be read.
+        has_cls_token: with ``grid_positions``, token 0 of each frame is a pooled / CLS token
+            before a square grid (the conv towers' pooled vector, CLIP's CLS) and gets no code.
     """
 
     num_queries: int = 32
@@ -46,6 +58,9 @@ class VideoQFormerConfig(TemporalEncoderConfig):
     intermediate_size: int | None = None
     cross_attention_frequency: int = 1
     dropout: float = 0.0
+    input_norm: bool = False
+    grid_positions: bool = False
+    has_cls_token: bool = False
 
     def __post_init__(self) -> None:
         if self.hidden_size is None:
@@ -79,6 +94,9 @@ class VideoQFormer(TemporalEncoder):
         intermediate_size: int | None = None,
         cross_attention_frequency: int = 1,
         dropout: float = 0.0,
+        input_norm: bool = False,
+        grid_positions: bool = False,
+        has_cls_token: bool = False,
     ):
         self.build(VideoQFormerConfig(**builder_arguments(locals())))
 
@@ -86,6 +104,9 @@ class VideoQFormer(TemporalEncoder):
         """The modules, from a validated config (the instruction-aware subclass shares them)."""
         TemporalEncoder.__init__(self, config)
         self.num_queries = config.num_queries
+        self.has_cls_token = config.has_cls_token
+        self.grid_positions = config.grid_positions
+        self.input_norm = nn.LayerNorm(config.input_dim) if config.input_norm else nn.Identity()
         self.frame_position = nn.Embedding(config.max_frames, config.input_dim)
         self.query_tokens = nn.Parameter(torch.randn(1, config.num_queries, int(config.hidden_size)) * 0.02)  # (1, M, Dq)
         self.qformer = self.build_qformer(config)
@@ -98,15 +119,24 @@ class VideoQFormer(TemporalEncoder):
         return self.num_queries
 
     def frame_keys(self, frame_tokens: Tensor, frame_mask: Tensor) -> tuple[Tensor, Tensor]:
-        """Frame tokens + frame positions, flattened to the cross-attention keys (B, T*N, D) and
-        their mask (B, T*N), 1 = a real frame's token."""
-        _, num_frames, num_tokens, _ = frame_tokens.shape
-        positions = frame_position_table(self.frame_position, num_frames, owner=type(self).__name__)
+        """Frame tokens (already through ``input_norm``) + grid positions (if set) + frame
+        positions, flattened to the cross-attention keys (B, T*N, D) and their mask (B, T*N),
+        1 = a real frame's token."""
+        _, num_frames, num_tokens, dim = frame_tokens.shape
+        owner = type(self).__name__
+        positions = frame_position_table(self.frame_position, num_frames, owner=owner)
         tokens = frame_tokens + rearrange(positions, "t d -> 1 t 1 d")  # (B, T, N, D)
+        if self.grid_positions:
+            side = grid_side(num_tokens, has_cls_token=self.has_cls_token, owner=owner)
+            code = sine_grid_code(side, dim).to(tokens)  # (h*w, D)
+            if self.has_cls_token:
+                code = torch.cat([code.new_zeros(1, dim), code])  # (N, D): none for the CLS token
+            tokens = tokens + code  # (B, T, N, D)
         keys = rearrange(tokens, "b t n d -> b (t n) d")  # (B, T*N, D)
         return keys, repeat(frame_mask, "b t -> b (t n)", n=num_tokens).long()
 
     def encode(self, frame_tokens: Tensor, frame_mask: Tensor) -> VideoTokens:
+        frame_tokens = self.input_norm(frame_tokens)  # (B, T, N, D)
         keys, key_mask = self.frame_keys(frame_tokens, frame_mask)
         queries = self.query_tokens.expand(frame_tokens.shape[0], -1, -1)  # (B, M, Dq)
         output = self.qformer(query_embeds=queries, encoder_hidden_states=keys, encoder_attention_mask=key_mask)
