@@ -225,3 +225,33 @@ def test_temporal_encoder_is_swappable(tokenizer, frames):
     assert out.logits.shape[1] == batch["input_ids"].shape[1] + 50 - 1  # MeanPool keeps the 50 tokens per frame
     with pytest.raises(Exception, match="outside the allowed packages"):
         tiny_videollama(tokenizer=tokenizer, temporal={"_component_": "os.system"})
+
+
+def test_answer_readout_trains_the_qformer_without_the_llm(model, batch):
+    """objective='answer_readout': the video tokens' mean scored by the frozen LLM's output
+    embeddings against each row's first answer token; the LLM's transformer never runs."""
+    set_trainable(model, model.DEFAULT_TRAINABLE)
+    model.zero_grad(set_to_none=True)
+    model.train()
+    calls = []
+    hook = model.llm.get_input_embeddings().register_forward_hook(lambda *_: calls.append(1))
+    try:
+        out = model(**batch, objective="answer_readout")
+    finally:
+        hook.remove()
+    assert calls == []  # no LLM forward
+    assert out.logits.shape == (2, len(model.tokenizer))
+    answers = [model.tokenizer.convert_tokens_to_ids(word) for word in ("red", "left")]
+    expected = torch.nn.functional.cross_entropy(out.logits, torch.tensor(answers))
+    torch.testing.assert_close(out.loss, expected)
+    out.loss.backward()
+    assert grads_by_part(model) == {
+        "vision": False, "frame_position": True, "video_qformer": True, "projector": True, "llm": False,
+    }  # fmt: skip
+    model.zero_grad(set_to_none=True)
+    model.eval()
+    unanswered = torch.full_like(batch["labels"], IGNORE_INDEX)
+    with pytest.raises(ValueError, match=r"row\(s\) \[0, 1\] have no answer token"):
+        model(**{**batch, "labels": unanswered}, objective="answer_readout")
+    with pytest.raises(ValueError, match="objective: expected 'language_modeling' or 'answer_readout', got 'contrastive'"):
+        model(**batch, objective="contrastive")

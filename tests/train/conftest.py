@@ -52,6 +52,7 @@ def recipe_dict(video_set: dict[str, Path], output_dir: Path) -> dict:
             {
                 "name": "second",
                 "steps": 4,
+                "forward_kwargs": {"loss_offset": 100.0},  # reaches every forward of this stage
                 "lr": 0.01,
                 "micro_batch_size": 2,
                 "gradient_accumulation_steps": 2,

@@ -64,6 +64,9 @@ def test_errors_name_their_key_path(video_set, tmp_path):
     assert "stages[0].data.train[0].manifest: file not found: /nonexistent/manifest.json" in text
     assert "model.hiddn: unknown argument of tests.train.tiny.TinyVideoClassifier" in text
     assert any(p.startswith("deepspeed.zero: unknown key (allowed: zero_stage,") for p in problems)
+    assert problems_of(recipe_dict(video_set, tmp_path / "out"), "stages.1.forward_kwargs={'not a name': 1}") == [
+        "stages[1].forward_kwargs: keys must be keyword names, got 'not a name'"
+    ]
     # value ranges are checked once the types are right
     ranges = problems_of(recipe_dict(video_set, tmp_path / "out"), "deepspeed.zero_stage=4", "stages.1.warmup_steps=9", "keep_last=0")
     assert ranges == [

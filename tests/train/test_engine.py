@@ -51,6 +51,9 @@ def test_two_stage_run_outputs(reference):
         marker = json.loads((reference / stage / "final" / "training_stage.json").read_text())
         assert marker["model_class"] == "tests.train.tiny.TinyVideoClassifier"
     assert losses(reference, "first")[-1][2] is not None  # eval loss on the validation split
+    # the second stage's forward_kwargs reach its forwards, the first's do not
+    assert all(value >= 100.0 for _, loss, ev in losses(reference, "second") for value in (loss, ev) if value is not None)
+    assert all(value < 100.0 for _, loss, ev in losses(reference, "first") for value in (loss, ev) if value is not None)
     # Everything we write is safetensors / JSON / PNG / TensorBoard; DeepSpeed's own
     # optimizer files live apart under deepspeed/.
     ours = [p for p in reference.rglob("*") if p.is_file() and "deepspeed" not in p.parts and "tensorboard" not in p.parts]

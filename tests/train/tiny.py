@@ -45,13 +45,15 @@ class TinyVideoClassifier(nn.Module):
         self.temporal = nn.Linear(hidden, hidden)
         self.head = nn.Linear(hidden, num_classes)
 
-    def forward(self, pixel_values: torch.Tensor, frame_mask: torch.Tensor, labels: torch.Tensor | None = None) -> TinyOutput:
+    def forward(self, pixel_values: torch.Tensor, frame_mask: torch.Tensor, labels: torch.Tensor | None = None, loss_offset: float = 0.0) -> TinyOutput:
+        """``loss_offset`` (a stage's ``forward_kwargs``) is added to the loss: same gradients,
+        so a test can see the keyword arrive without changing what the stage learns."""
         colour = reduce(pixel_values, "b t c h w -> b t c", "mean")  # (B, T, 3)
         frames = self.encoder(colour)  # (B, T, D)
         weights = frame_mask.to(frames.dtype).unsqueeze(-1)  # (B, T, 1)
         pooled = (self.temporal(frames) * weights).sum(1) / weights.sum(1).clamp(min=1)  # (B, D)
         logits = self.head(pooled)  # (B, K)
-        loss = nn.functional.cross_entropy(logits.float(), labels) if labels is not None else None
+        loss = nn.functional.cross_entropy(logits.float(), labels) + loss_offset if labels is not None else None
         return TinyOutput(loss=loss, logits=logits)
 
     def save_pretrained(self, directory: str | Path) -> Path:

@@ -35,7 +35,14 @@ def _temporal(temporal: nn.Module | dict | None) -> dict | None:
     """The temporal encoder as the ``_component_`` spec the model config stores. A recipe's
     nested ``{_component_: ...}`` arrives already built by the engine's ``instantiate`` (so
     the recipe gives its ``input_dim``); the model rebuilds it from this spec."""
-    return temporal_spec(temporal) if isinstance(temporal, nn.Module) else temporal
+    if not isinstance(temporal, nn.Module):
+        return temporal
+    spec = temporal_spec(temporal)
+    if getattr(temporal, "reads_instruction", False):
+        # Built before the tokenizer was known, so it holds the class default: the model sizes
+        # the encoder's word table by its own tokenizer (the ids it is given come from there).
+        spec.pop("vocab_size", None)
+    return spec
 
 
 def _lora(lora: dict | None) -> LoraSettings | None:

@@ -96,6 +96,9 @@ class StageConfig:
     warmup_steps: int = 0  # linear warmup from 0 to ``lr``
     min_lr_ratio: float = 0.0  # cosine decays from ``lr`` to ``lr * min_lr_ratio`` at ``steps``
     eval_max_batches: int | None = None  # cap on validation batches per rank (None: whole split)
+    # Keyword arguments every forward of this stage gets, train and eval: a model's training
+    # objective (Video-LLaMA: ``{objective: answer_readout}``, its Q-Former's LLM-free pretraining).
+    forward_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -468,6 +471,9 @@ def _validate_stage(stage: StageConfig, where: str, problems: list[str], seen_na
         problems.append(f"{where}.min_lr_ratio: must be in [0, 1], got {stage.min_lr_ratio}")
     if stage.trainable is not None and not stage.trainable:
         problems.append(f"{where}.trainable: an empty list trains nothing (omit the key to train everything)")
+    for key in stage.forward_kwargs:
+        if not (isinstance(key, str) and key.isidentifier()):
+            problems.append(f"{where}.forward_kwargs: keys must be keyword names, got {key!r}")
     if not stage.data.train:
         problems.append(f"{where}.data.train: at least one dataset is required")
     if stage.data.weights is not None:

@@ -280,7 +280,7 @@ class Trainer:
         with torch.no_grad():
             for batch in loader:
                 if batch.num_items:
-                    loss = engine(**_to_device(batch.inputs, engine)).loss
+                    loss = engine(**_to_device(batch.inputs, engine), **stage.forward_kwargs).loss
                     totals += torch.tensor([loss.item() * batch.num_items, batch.num_items], dtype=torch.float64)
         engine.train()
         trainable_parts_in_eval(engine.module, stage.trainable)
@@ -391,7 +391,7 @@ class _StageLoop:
             inputs, weight = self.fallback, 0.0
         else:
             self.fallback = inputs
-        output = self.engine(**_to_device(inputs, self.engine))
+        output = self.engine(**_to_device(inputs, self.engine), **self.stage.forward_kwargs)
         loss = output.loss
         if loss is None:
             raise TrainingError(f"{class_path(self.engine.module)}.forward returned no loss: the batch has no labels?")
