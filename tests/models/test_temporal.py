@@ -270,6 +270,18 @@ def test_grid_positions_let_the_qformer_see_where_a_token_is():
         assert difference > 1e-2 if grid_positions else difference < 1e-5, (grid_positions, difference)
 
 
+def test_without_frame_positions_the_qformer_is_order_blind():
+    """frame_positions=False: the order-blind control of the same encoder (any shuffle of the
+    frames gives the same video tokens), still bounded by max_frames."""
+    frames, mask = padded_batch()
+    encoder = at_a_generic_point(VideoQFormer(input_dim=DIM, num_queries=4, max_frames=FRAMES, hidden_size=16, frame_positions=False)).eval()
+    assert encoder.frame_position is None
+    shuffled = frames[:, torch.randperm(FRAMES, generator=torch.Generator().manual_seed(4))]
+    torch.testing.assert_close(encoder(shuffled[:1]).tokens, encoder(frames[:1]).tokens, atol=1e-5, rtol=1e-5)
+    with pytest.raises(TemporalInputError, match="max_frames"):
+        encoder(torch.randn(1, FRAMES + 1, TOKENS, DIM))
+
+
 def test_input_norm_makes_the_qformer_blind_to_the_towers_scale():
     frames, mask = padded_batch()
     torch.manual_seed(0)

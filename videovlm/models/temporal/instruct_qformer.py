@@ -77,6 +77,7 @@ class InstructVideoQFormer(VideoQFormer):
         input_norm: bool = False,
         grid_positions: bool = False,
         has_cls_token: bool = False,
+        frame_positions: bool = True,
         vocab_size: int = 32000,
         max_instruction_tokens: int = 64,
     ):

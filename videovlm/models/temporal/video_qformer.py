@@ -11,6 +11,7 @@ from transformers import Blip2QFormerConfig, Blip2QFormerModel
 
 from videovlm.models.temporal.base import (
     TemporalEncoder,
+    TemporalInputError,
     TemporalEncoderConfig,
     VideoTokens,
     builder_arguments,
@@ -48,6 +49,9 @@ class VideoQFormerConfig(TemporalEncoderConfig):
             motion direction cannot be read.
         has_cls_token: with ``grid_positions``, token 0 of each frame is a pooled / CLS token
             before a square grid (the conv towers' pooled vector, CLIP's CLS) and gets no code.
+        frame_positions: ``False`` leaves out the frame position embedding, and with it every
+            notion of frame order (the keys are then a set over frames and cells): the
+            order-blind control of the same recipe (``recipes/videollama/tiny_order_blind.yaml``).
     """
 
     num_queries: int = 32
@@ -61,6 +65,7 @@ class VideoQFormerConfig(TemporalEncoderConfig):
     input_norm: bool = False
     grid_positions: bool = False
     has_cls_token: bool = False
+    frame_positions: bool = True
 
     def __post_init__(self) -> None:
         if self.hidden_size is None:
@@ -97,6 +102,7 @@ class VideoQFormer(TemporalEncoder):
         input_norm: bool = False,
         grid_positions: bool = False,
         has_cls_token: bool = False,
+        frame_positions: bool = True,
     ):
         self.build(VideoQFormerConfig(**builder_arguments(locals())))
 
@@ -107,7 +113,8 @@ class VideoQFormer(TemporalEncoder):
         self.has_cls_token = config.has_cls_token
         self.grid_positions = config.grid_positions
         self.input_norm = nn.LayerNorm(config.input_dim) if config.input_norm else nn.Identity()
-        self.frame_position = nn.Embedding(config.max_frames, config.input_dim)
+        self.max_frames = config.max_frames
+        self.frame_position = nn.Embedding(config.max_frames, config.input_dim) if config.frame_positions else None
         self.query_tokens = nn.Parameter(torch.randn(1, config.num_queries, int(config.hidden_size)) * 0.02)  # (1, M, Dq)
         self.qformer = self.build_qformer(config)
         self.projection = output_projection(int(config.hidden_size), self.output_dim)
@@ -124,8 +131,13 @@ class VideoQFormer(TemporalEncoder):
         1 = a real frame's token."""
         _, num_frames, num_tokens, dim = frame_tokens.shape
         owner = type(self).__name__
-        positions = frame_position_table(self.frame_position, num_frames, owner=owner)
-        tokens = frame_tokens + rearrange(positions, "t d -> 1 t 1 d")  # (B, T, N, D)
+        if self.frame_position is not None:
+            positions = frame_position_table(self.frame_position, num_frames, owner=owner)
+            tokens = frame_tokens + rearrange(positions, "t d -> 1 t 1 d")  # (B, T, N, D)
+        elif num_frames > self.max_frames:
+            raise TemporalInputError(f"{owner}: got {num_frames} frames but max_frames is {self.max_frames}; raise max_frames in the config or sample fewer frames")
+        else:
+            tokens = frame_tokens
         if self.grid_positions:
             side = grid_side(num_tokens, has_cls_token=self.has_cls_token, owner=owner)
             code = sine_grid_code(side, dim).to(tokens)  # (h*w, D)
