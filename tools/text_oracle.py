@@ -1,6 +1,6 @@
 """Can a frozen LLM answer from the true caption? The text oracle of the Video-LLaMA recipes.
 
-    python tools/text_oracle.py --llm runs/backbones/llm/chat/final --data data/synth/val
+    python tools/text_oracle.py --llm runs/backbones/llm_copy/mixed/final --data data/synth/val
     python tools/text_oracle.py --llm videovlm/assets/backbones/llm --data data/synth/val --limit 600
 
 Every question of a synthetic split is asked in the Video-LLaMA template with the video's

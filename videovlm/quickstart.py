@@ -7,9 +7,11 @@ Steps (each prints a ``[i/6]`` line, then its own progress bar, then its time):
 2. ``vision``: the tiny convolutional vision tower. By default the checkpoint shipped with the
    package (``videovlm/assets/backbones/conv_tower``, built by ``recipes/backbones/conv_tower.yaml``),
    as a user starts from downloaded weights; ``--rebuild-backbones`` trains it with that recipe;
-3. ``llm``: the tiny Llama, likewise (``videovlm/assets/backbones/llm``, ``recipes/backbones/llm.yaml``);
+3. ``llm``: the tiny Llama, likewise (``videovlm/assets/backbones/llm``, ``recipes/backbones/llm.yaml``
+   then ``llm_copy.yaml``);
 4. ``videollama``: the tiny Video-LLaMA recipe, frozen vision tower and frozen LLM as in the paper
-   (``recipes/videollama/tiny.yaml``), trained from cached tower features;
+   (``recipes/videollama/tiny.yaml``: the question-aware Q-Former pretrained on answers without
+   the LLM, then the projection through it), trained from cached tower features;
 5. ``answer``: one question about one test video (``videovlm.qa.VideoQA``);
 6. ``eval``: every test question, exact-match accuracy per type (``videovlm.eval``), and again
    with every question asked about another test video (the shuffled control).
@@ -117,7 +119,13 @@ def parse_overrides(items: list[str]) -> dict[str, list[str]]:
 
 
 # step name -> recipe file under recipes/ (the three training steps)
-TRAIN_STEPS = {"vision": "backbones/conv_tower.yaml", "llm": "backbones/llm.yaml", "videollama": "videollama/tiny.yaml"}
+# A step of several recipes runs them in order (a later one continues an earlier one's output);
+# --override STEP:key=value applies to each of them.
+TRAIN_STEPS: dict[str, tuple[str, ...]] = {
+    "vision": ("backbones/conv_tower.yaml",),
+    "llm": ("backbones/llm.yaml", "backbones/llm_copy.yaml"),
+    "videollama": ("videollama/tiny.yaml",),
+}
 # The backbone steps' shipped checkpoints (what those recipes built, see their README).
 SHIPPED_BACKBONES = {"vision": "conv_tower", "llm": "llm"}
 # The video-blind control of the eval step (videovlm.eval.controls): every test question is
@@ -189,11 +197,14 @@ class Quickstart:
         )
 
     def train(self, name: str) -> Path:
-        """Run one recipe (resuming it) and return the final folder of its last stage."""
+        """Run the step's recipes in order (resuming each) and return the final folder of the last one's last stage."""
+        finals = [self.train_recipe(name, self.recipes / recipe, part) for part, recipe in enumerate(TRAIN_STEPS[name])]
+        return finals[-1]
+
+    def train_recipe(self, name: str, recipe: Path, part: int) -> Path:
         from videovlm.train.config import ConfigError, apply_overrides, load_yaml, validate
         from videovlm.train.engine import Trainer
 
-        recipe = self.recipes / TRAIN_STEPS[name]
         if not recipe.is_file():
             raise QuickstartError(
                 f"{recipe}: recipe not found; the quickstart reads the repository's recipes/ folder "
@@ -206,7 +217,7 @@ class Quickstart:
         except ConfigError as error:
             raise QuickstartError(f"{name}: {error}") from error
         # The exact recipe this step runs, for `videovlm train` by hand and for the feature cache.
-        ran = self.output / "recipes" / f"{name}.yaml"
+        ran = self.output / "recipes" / (f"{name}.yaml" if part == 0 else f"{name}.{part + 1}.yaml")
         ran.parent.mkdir(parents=True, exist_ok=True)
         ran.write_text(f"# videovlm train {ran}\n# {recipe} as the quickstart ran it (paths under {self.output})\n" + yaml.safe_dump(data, sort_keys=False))
         if data.get("features") == "cached":
@@ -228,7 +239,7 @@ class Quickstart:
     def final_dir(self, name: str) -> Path:
         from videovlm.train.config import load_yaml
 
-        data = relocate(load_yaml(self.recipes / TRAIN_STEPS[name]), data_dir=self.data_dir, runs_dir=self.runs_dir)
+        data = relocate(load_yaml(self.recipes / TRAIN_STEPS[name][-1]), data_dir=self.data_dir, runs_dir=self.runs_dir)
         return Path(data["output_dir"]) / data["stages"][-1]["name"] / "final"
 
     def answer_one(self, model_dir: Path) -> None:
@@ -276,11 +287,11 @@ class Quickstart:
         self.run_step("data", f"synthetic videos -> {self.data_dir}", self.data_dir, self.data_dir / MARKER, self.make_data)
         for name, text in (
             ("vision", "the tiny convolutional vision tower"),
-            ("llm", "the tiny Llama (text and grounded chat)"),
+            ("llm", "the tiny Llama (text, grounded chat, copying)"),
         ):
             self.backbone_step(name, text)
         final = self.final_dir("videollama")
-        text = "tiny Video-LLaMA: stage 1 captions, stage 2 instructions (tower and LLM frozen)"
+        text = "tiny Video-LLaMA: stage 1 the Q-Former on answers (no LLM), stage 2 instructions (tower and LLM frozen)"
         self.run_step("videollama", f"{text} -> {final}", final.parent.parent, final.parent.parent / MARKER, lambda: self.train("videollama"))
         model_dir = self.final_dir("videollama")
         self.timed("answer", "one question about one test video", lambda: self.answer_one(model_dir))
@@ -305,7 +316,7 @@ class Quickstart:
             shipped = shipped_backbone(name)
             self.run_step(name, f"{text}, shipped with the package: {shipped} -> {final}", step_dir, marker, lambda: shutil.copytree(shipped, final), source=source)
         else:
-            self.run_step(name, f"{text}: {self.recipes / TRAIN_STEPS[name]} -> {final}", step_dir, marker, lambda: self.train(name), source=source)
+            self.run_step(name, f"{text}: {' then '.join(str(self.recipes / r) for r in TRAIN_STEPS[name])} -> {final}", step_dir, marker, lambda: self.train(name), source=source)
 
 
 def _is_current_eval(report: dict, model_dir: Path) -> bool:

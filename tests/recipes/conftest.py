@@ -50,7 +50,8 @@ def runs_dir(tmp_path_factory, mini_data) -> Path:
     torch.manual_seed(0)
     backbones = {
         "clip/contrastive/final": CLIPVisionModel(presets.tiny_clip_vision_config()),
-        "llm/chat/final": LlamaForCausalLM(presets.tiny_llama_config(tokenizer=tokenizer)),
+        "llm/chat/final": LlamaForCausalLM(presets.tiny_llama_config(tokenizer=tokenizer)),  # what llm_copy.yaml continues
+        "llm_copy/mixed/final": LlamaForCausalLM(presets.tiny_llama_config(tokenizer=tokenizer)),
         "bert/text/final": BertForMaskedLM(presets.tiny_bert_config(tokenizer=tokenizer)),
         "bart/text/final": BartForConditionalGeneration(presets.tiny_bart_config(tokenizer=tokenizer)),
     }

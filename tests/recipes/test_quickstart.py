@@ -40,7 +40,11 @@ def quickstart_args(output: Path, *extra: str) -> argparse.Namespace:
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    overrides = [f"{name}:{o}" for name, recipe in TRAIN_STEPS.items() for o in stage_overrides(RECIPES / recipe, steps=1, batch=2)]
+    # A step's overrides apply to each of its recipes: give every stage index any of them has.
+    overrides = [
+        f"{name}:{o}" for name, recipes in TRAIN_STEPS.items()
+        for o in dict.fromkeys(o for recipe in recipes for o in stage_overrides(RECIPES / recipe, steps=1, batch=2))
+    ]
     argv = ["--output", str(output), "--train-videos", "6", "--eval-videos", "3", "--workers", "1", *extra]
     return parser.parse_args(argv + [f"--override={o}" for o in overrides])
 
@@ -87,4 +91,5 @@ def test_micro_quickstart_runs_then_reuses_every_step(tmp_path, mini_data, capsy
     fourth = capsys.readouterr().out
     assert fourth.count("done before, reusing") == 1  # data only
     assert "shipped with the package" not in fourth and "recipes/backbones/conv_tower.yaml" in fourth
-    assert json.loads((output / "runs" / "backbones" / "llm" / MARKER).read_text())["source"] == "recipe"
+    assert json.loads((output / "runs" / "backbones" / "llm_copy" / MARKER).read_text())["source"] == "recipe"
+    assert (output / "runs" / "backbones" / "llm" / "chat" / "final" / "model.safetensors").is_file()  # llm.yaml, then llm_copy.yaml on it

@@ -94,7 +94,7 @@ def test_real_convnext_recipe_plans_with_local_checkpoints(mini_data, runs_dir, 
     recipe = RECIPES / "videollama" / "real_convnext_7b.yaml"
     data = with_local_data(recipe_data(recipe, mini_data=mini_data, runs_dir=runs_dir), mini_data)
     assert data["model"]["vision"] == "facebook/convnext-large-384-22k-1k"
-    data["model"].update(vision=str(tmp_path / "convnext"), llm=str(runs_dir / "backbones" / "llm" / "mixed" / "final"))
+    data["model"].update(vision=str(tmp_path / "convnext"), llm=str(runs_dir / "backbones" / "llm_copy" / "mixed" / "final"))
     plan = build_plan(validate(data, source=str(recipe)))
     assert plan["model"]["class"] == "videovlm.models.videollama.VideoLlamaModel"
     assert [s["trainable_parts"] for s in plan["stages"]] == [["frame_position", "video_qformer", "projector"]] * 2

@@ -20,9 +20,9 @@ from videovlm.train.config import validate
 from videovlm.train.engine import STAGE_MARKER, Trainer
 
 # Losses of the first steps of recipes/videollama/tiny.yaml on the test fixtures (seed 0,
-# untrained backbones: the conv tower and the Llama, micro batch 2): stage align steps 0-1,
-# stage instruct steps 0-1.
-GOLDEN_VIDEOLLAMA = {"align": [4.927685, 4.753608], "instruct": [5.149317, 4.389527]}
+# untrained backbones: the conv tower and the Llama, micro batch 2): stage readout steps 0-1
+# (the LLM-free answer readout), stage instruct steps 0-1.
+GOLDEN_VIDEOLLAMA = {"readout": [4.972263, 4.940935], "instruct": [5.285908, 4.438606]}
 
 
 def losses(stage_dir) -> list[float]:
@@ -45,7 +45,7 @@ def videollama_run(tmp_path_factory, mini_data, runs_dir):
 
 def test_videollama_tiny_trains_and_matches_golden_losses(videollama_run):
     config, results = videollama_run
-    assert [r.name for r in results] == ["align", "instruct"]
+    assert [r.name for r in results] == ["readout", "instruct"]
     # Trained from cached features, saved (and named for the next stage) as a plain Video-LLaMA.
     marker = json.loads((results[0].final_dir / STAGE_MARKER).read_text())
     assert marker["model_class"] == "videovlm.models.videollama.VideoLlamaModel"
@@ -78,7 +78,7 @@ def test_videollama_zero2_two_processes(videollama_run, tmp_path, mini_data, run
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "out" / "instruct" / "final" / "model.safetensors").is_file()
     single, _ = videollama_run
-    for stage in ("align", "instruct"):
+    for stage in ("readout", "instruct"):
         assert losses(tmp_path / "out" / stage) == pytest.approx(losses(single.output_dir / stage), rel=5e-2)
 
 

@@ -21,6 +21,7 @@ from videovlm.train.backbones import (
     build_text_backbone,
     build_tiny_clip,
     image_text_retrieval,
+    pretrained_text_backbone,
 )
 from videovlm.train.data import PadCollator
 
@@ -72,6 +73,12 @@ def test_text_backbone_saves_a_plain_hf_checkpoint(tokenizer, tmp_path):
         expected = backbone(**batch).logits
         assert torch.equal(plain(**{k: v for k, v in batch.items() if k != "labels"}).logits, expected)
         assert torch.equal(reloaded(**batch).logits, expected)
+    # What a recipe that continues this backbone starts from (llm_copy.yaml after llm.yaml).
+    continued = pretrained_text_backbone(directory=tmp_path).eval()
+    with torch.no_grad():
+        assert continued.objective == "masked" and torch.equal(continued(**batch).logits, expected)
+    with pytest.raises(FileNotFoundError, match="no config.json; expected a text backbone folder"):
+        pretrained_text_backbone(directory=tmp_path / "missing")
 
 
 def _write_images(root, count: int) -> list[dict]:

@@ -45,6 +45,7 @@ from videovlm.train.backbones.text import (
     build_text_backbone,
     corpus_tokenizer,
     grounded_chat_texts,
+    pretrained_text_backbone,
     tiny_text_backbone,
 )
 
@@ -71,5 +72,6 @@ __all__ = [
     "image_text_retrieval",
     "tiny_clip",
     "tiny_resnet_tower",
+    "pretrained_text_backbone",
     "tiny_text_backbone",
 ]

@@ -120,6 +120,15 @@ def tiny_text_backbone(*, corpus: Path, objective: Objective, vocab_size: int = 
     return build_text_backbone(corpus_tokenizer(corpus, vocab_size=vocab_size), objective=objective)
 
 
+def pretrained_text_backbone(*, directory: Path) -> TextBackbone:
+    """A text backbone a recipe continues training: the plain HF checkpoint + tokenizer in
+    ``directory`` (what another backbone recipe wrote), e.g. ``llm_copy.yaml`` after ``llm.yaml``."""
+    directory = Path(directory)
+    if not (directory / "config.json").is_file():
+        raise FileNotFoundError(f"{directory}: no config.json; expected a text backbone folder (a backbone recipe's final/)")
+    return TextBackbone.from_pretrained(directory)
+
+
 def build_text_backbone(tokenizer, *, objective: Objective) -> TextBackbone:
     from videovlm.models import presets
 
