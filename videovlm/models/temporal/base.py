@@ -253,13 +253,18 @@ def check_frame_inputs(frame_tokens: Tensor, frame_mask: Tensor | None, *, input
     return frame_mask
 
 
-def frame_position_table(embedding: nn.Embedding, num_frames: int, *, owner: str) -> Tensor:
-    """Rows 0..T-1 of a learned frame position embedding, with a clear error past its size."""
-    if num_frames > embedding.num_embeddings:
+def check_num_frames(num_frames: int, max_frames: int, *, owner: str) -> None:
+    """A clear error for more frames than the encoder was configured for."""
+    if num_frames > max_frames:
         raise TemporalInputError(
-            f"{owner}: got {num_frames} frames but max_frames is {embedding.num_embeddings}; "
+            f"{owner}: got {num_frames} frames but max_frames is {max_frames}; "
             "raise max_frames in the config or sample fewer frames"
         )
+
+
+def frame_position_table(embedding: nn.Embedding, num_frames: int, *, owner: str) -> Tensor:
+    """Rows 0..T-1 of a learned frame position embedding, with a clear error past its size."""
+    check_num_frames(num_frames, embedding.num_embeddings, owner=owner)
     return embedding(torch.arange(num_frames, device=embedding.weight.device))  # (T, D)
 
 

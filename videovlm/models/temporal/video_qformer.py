@@ -11,11 +11,11 @@ from transformers import Blip2QFormerConfig, Blip2QFormerModel
 
 from videovlm.models.temporal.base import (
     TemporalEncoder,
-    TemporalInputError,
     TemporalEncoderConfig,
     VideoTokens,
     builder_arguments,
     all_tokens_real,
+    check_num_frames,
     frame_position_table,
     grid_side,
     output_projection,
@@ -131,13 +131,11 @@ class VideoQFormer(TemporalEncoder):
         1 = a real frame's token."""
         _, num_frames, num_tokens, dim = frame_tokens.shape
         owner = type(self).__name__
+        check_num_frames(num_frames, self.max_frames, owner=owner)
+        tokens = frame_tokens
         if self.frame_position is not None:
             positions = frame_position_table(self.frame_position, num_frames, owner=owner)
-            tokens = frame_tokens + rearrange(positions, "t d -> 1 t 1 d")  # (B, T, N, D)
-        elif num_frames > self.max_frames:
-            raise TemporalInputError(f"{owner}: got {num_frames} frames but max_frames is {self.max_frames}; raise max_frames in the config or sample fewer frames")
-        else:
-            tokens = frame_tokens
+            tokens = tokens + rearrange(positions, "t d -> 1 t 1 d")  # (B, T, N, D)
         if self.grid_positions:
             side = grid_side(num_tokens, has_cls_token=self.has_cls_token, owner=owner)
             code = sine_grid_code(side, dim).to(tokens)  # (h*w, D)
