@@ -11,7 +11,7 @@ Steps (each prints a ``[i/6]`` line, then its own progress bar, then its time):
    then ``llm_copy.yaml``);
 4. ``videollama``: the tiny Video-LLaMA recipe, frozen vision tower and frozen LLM as in the paper
    (``recipes/videollama/tiny.yaml``: the question-aware Q-Former pretrained on answers without
-   the LLM, then the projection through it), trained from cached tower features;
+   the LLM, then the projection and LoRA adapters through it), trained from cached tower features;
 5. ``answer``: one question about one test video (``videovlm.qa.VideoQA``);
 6. ``eval``: every test question, exact-match accuracy per type (``videovlm.eval``), and again
    with every question asked about another test video (the shuffled control).
@@ -291,7 +291,7 @@ class Quickstart:
         ):
             self.backbone_step(name, text)
         final = self.final_dir("videollama")
-        text = "tiny Video-LLaMA: stage 1 the Q-Former on answers (no LLM), stage 2 instructions (tower and LLM frozen)"
+        text = "tiny Video-LLaMA: stage 1 the Q-Former on answers (no LLM), stage 2 instructions (tower and LLM frozen, LLM LoRA trained)"
         self.run_step("videollama", f"{text} -> {final}", final.parent.parent, final.parent.parent / MARKER, lambda: self.train("videollama"))
         model_dir = self.final_dir("videollama")
         self.timed("answer", "one question about one test video", lambda: self.answer_one(model_dir))

@@ -228,7 +228,7 @@ def test_temporal_encoder_is_swappable(tokenizer, frames):
 
 
 def test_answer_readout_trains_the_qformer_without_the_llm(model, batch):
-    """objective='answer_readout': the video tokens' mean scored by the frozen LLM's output
+    """objective='answer_readout': every video token scored by the frozen LLM's output
     embeddings against each row's first answer token; the LLM's transformer never runs."""
     set_trainable(model, model.DEFAULT_TRAINABLE)
     model.zero_grad(set_to_none=True)
@@ -241,9 +241,13 @@ def test_answer_readout_trains_the_qformer_without_the_llm(model, batch):
         hook.remove()
     assert calls == []  # no LLM forward
     assert out.logits.shape == (2, len(model.tokenizer))
-    answers = [model.tokenizer.convert_tokens_to_ids(word) for word in ("red", "left")]
-    expected = torch.nn.functional.cross_entropy(out.logits, torch.tensor(answers))
-    torch.testing.assert_close(out.loss, expected)
+    answers = torch.tensor([model.tokenizer.convert_tokens_to_ids(word) for word in ("red", "left")])
+    with torch.no_grad():
+        video, _ = model.encode_video(batch["pixel_values"], batch.get("frame_mask"))  # (B, M, D_llm)
+        per_token = model.llm.get_output_embeddings()(video)  # (B, M, V)
+    expected = torch.stack([torch.nn.functional.cross_entropy(per_token[:, m], answers) for m in range(per_token.shape[1])]).mean()
+    torch.testing.assert_close(out.loss, expected)  # the mean over tokens of each token's loss
+    torch.testing.assert_close(out.logits, per_token.mean(1))  # not the loss of the mean token
     out.loss.backward()
     assert grads_by_part(model) == {
         "vision": False, "frame_position": True, "video_qformer": True, "projector": True, "llm": False,

@@ -219,16 +219,20 @@ class VideoLlamaModel(VideoFamilyModel):
 
     def answer_readout(self, *, pixel_values, labels, frame_mask=None, instruction: dict[str, torch.Tensor]):
         """The LLM-free pretraining objective of the video Q-Former (the analogue of BLIP-2's
-        stage 1, which trains its Q-Former against the frozen image encoder alone): the mean of
-        the M video tokens, in the LLM's input space, is scored against the frozen LLM's output
-        embeddings, and the loss is cross-entropy with the first answer token of each row (the
-        first ``labels`` that is not -100, so QA items: one-token answers are all of it).
+        stage 1, which trains its Q-Former against the frozen image encoder alone): each of the
+        M video tokens, in the LLM's input space, is scored against the frozen LLM's output
+        embeddings, and the loss is the mean over tokens of the cross-entropy with the first
+        answer token of each row (the first ``labels`` that is not -100, so QA items: one-token
+        answers are all of it). ``logits`` are those of the tokens' mean (for a linear head, the
+        mean of the tokens' logits).
 
         Why: through the frozen LLM, a question-aware Q-Former learns which object the question
         names far more slowly than with a direct readout (docs/results.md: tiny conv tower,
         val, 1000 steps: exists 59.7% through the LLM vs 97.0% read out). No LLM forward, so a
-        step costs a fraction of a language-modelling one. Returns a ``CausalLMOutput`` with
-        ``loss`` and ``logits (B, V)``."""
+        step costs a fraction of a language-modelling one. Every token, not only their mean,
+        must carry the answer, so the LLM later finds it in whichever token it reads (val,
+        after the same stage 2: order 97.8% vs 87.9%, change 65.3% vs 57.3% when only the mean
+        was scored). Returns a ``CausalLMOutput`` with ``loss`` and ``logits (B, V)``."""
         from transformers.modeling_outputs import CausalLMOutput
 
         if labels is None:
@@ -239,11 +243,14 @@ class VideoLlamaModel(VideoFamilyModel):
             raise ValueError(f"objective='answer_readout': batch row(s) {rows} have no answer token in labels")
         first_answer = labels.gather(1, answered.long().argmax(dim=1, keepdim=True)).squeeze(1)  # (B,)
         visual, visual_mask = self.encode_video(pixel_values, frame_mask, **instruction)  # (B, M, D_llm), (B, M)
-        weights = visual_mask[..., None].to(visual.dtype)  # (B, M, 1)
-        pooled = (visual * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, D_llm)
         head = self.llm.get_output_embeddings()
-        logits = head(to_module_dtype(pooled, head)).float()  # (B, V)
-        return CausalLMOutput(loss=nn.functional.cross_entropy(logits, first_answer), logits=logits)
+        token_logits = head(to_module_dtype(visual, head)).float()  # (B, M, V)
+        weights = visual_mask.to(token_logits.dtype)  # (B, M)
+        targets = first_answer[:, None].expand(-1, token_logits.shape[1])  # (B, M)
+        per_token = nn.functional.cross_entropy(token_logits.transpose(1, 2), targets, reduction="none")  # (B, M)
+        loss = ((per_token * weights).sum(1) / weights.sum(1).clamp(min=1.0)).mean()
+        logits = (token_logits * weights[..., None]).sum(1) / weights.sum(1, keepdim=True).clamp(min=1.0)  # (B, V)
+        return CausalLMOutput(loss=loss, logits=logits)
 
     @torch.no_grad()
     def generate(self, *, pixel_values, input_ids, attention_mask=None, frame_mask=None, instruction_ids=None, instruction_mask=None, **generate_kwargs: Any):

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from videovlm.train.data import MediaTextDataset
+from videovlm.train.data import DataError, MediaTextDataset
 
 
 class RecordDataset(MediaTextDataset):
@@ -72,9 +72,42 @@ class RecordDataset(MediaTextDataset):
 
 
 class VideoQADataset(RecordDataset):
-    """MSRVTT-QA / MSVD-QA style ``qa.json``."""
+    """MSRVTT-QA / MSVD-QA style ``qa.json``. ``types`` keeps only the questions of these types
+    (the items' ``type`` field), e.g. a second entry of the same file with ``types:
+    [direction]`` and a weight, to sample a type that is learned more slowly more often."""
 
     READER = "read_qa_json"
+
+    def __init__(
+        self,
+        *,
+        path: Path,
+        processor: Any,
+        sampler: str = "uniform:8",
+        train: bool = True,
+        seed: int = 0,
+        media_root: Path | None = None,
+        limit: int | None = None,
+        decode_size: Sequence[int] | None = None,
+        types: Sequence[str] | None = None,
+    ):
+        # The engine passes processor / train / seed by name: the signature spells them out.
+        if types is not None and (isinstance(types, str) or not types or not all(isinstance(t, str) for t in types)):
+            raise DataError(f"types: expected a non-empty list of question type names, got {types!r}")
+        self.types = None if types is None else tuple(types)
+        super().__init__(
+            path=path, processor=processor, sampler=sampler, train=train, seed=seed, media_root=media_root, limit=limit, decode_size=decode_size
+        )
+
+    def read_records(self, path: Path, *, media_root: Path | None) -> list[Any]:
+        records = super().read_records(path, media_root=media_root)
+        if self.types is None:
+            return records
+        kept = [r for r in records if r.type in self.types]
+        if not kept:
+            present = sorted({r.type for r in records})
+            raise DataError(f"{path}: no question of type {', '.join(self.types)} (types: {', '.join(present) or 'none'})")
+        return kept
 
 
 class VideoCaptionDataset(RecordDataset):
