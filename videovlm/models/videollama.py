@@ -223,8 +223,8 @@ class VideoLlamaModel(VideoFamilyModel):
         M video tokens, in the LLM's input space, is scored against the frozen LLM's output
         embeddings, and the loss is the mean over tokens of the cross-entropy with the first
         answer token of each row (the first ``labels`` that is not -100, so QA items: one-token
-        answers are all of it). ``logits`` are those of the tokens' mean (for a linear head, the
-        mean of the tokens' logits).
+        answers are all of it). ``logits`` are the mean of the tokens' logits (for the linear,
+        bias-free output head: the logits of the tokens' mean).
 
         Why: through the frozen LLM, a question-aware Q-Former learns which object the question
         names far more slowly than with a direct readout (docs/results.md: tiny conv tower,
