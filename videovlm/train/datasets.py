@@ -78,26 +78,12 @@ class VideoQADataset(RecordDataset):
 
     READER = "read_qa_json"
 
-    def __init__(
-        self,
-        *,
-        path: Path,
-        processor: Any,
-        sampler: str = "uniform:8",
-        train: bool = True,
-        seed: int = 0,
-        media_root: Path | None = None,
-        limit: int | None = None,
-        decode_size: Sequence[int] | None = None,
-        types: Sequence[str] | None = None,
-    ):
-        # The engine passes processor / train / seed by name: the signature spells them out.
+    def __init__(self, *, types: Sequence[str] | None = None, **kwargs: Any):
+        """``kwargs``: those of ``RecordDataset``."""
         if types is not None and (isinstance(types, str) or not types or not all(isinstance(t, str) for t in types)):
             raise DataError(f"types: expected a non-empty list of question type names, got {types!r}")
         self.types = None if types is None else tuple(types)
-        super().__init__(
-            path=path, processor=processor, sampler=sampler, train=train, seed=seed, media_root=media_root, limit=limit, decode_size=decode_size
-        )
+        super().__init__(**kwargs)
 
     def read_records(self, path: Path, *, media_root: Path | None) -> list[Any]:
         records = super().read_records(path, media_root=media_root)

@@ -130,8 +130,9 @@ def build_datasets(components: Sequence[dict], *, processor: Any, train: bool, s
     for component in components:
         target = resolve_component(component["_component_"], allowed=allowed_packages)
         params = inspect.signature(target).parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())  # forwards **kwargs to its base
         offered = {"processor": processor, "train": train, "seed": seed}
-        extra = {k: v for k, v in offered.items() if k in params and k not in component}
+        extra = {k: v for k, v in offered.items() if (takes_any or k in params) and k not in component}
         datasets.append(instantiate(component, allowed_packages=allowed_packages, **extra))
     return datasets
 
