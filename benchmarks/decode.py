@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Callable
 
 import av
-import numpy as np
 
 from videovlm.video import open_video
 
