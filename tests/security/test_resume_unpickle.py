@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from tests.train.conftest import recipe_dict, run_train, train_env
+from tests.train.conftest import killing_launcher, recipe_dict, run_train, train_env
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +41,7 @@ def killed_run(video_set, tmp_path_factory) -> tuple[Path, Path]:
     data["stages"][0].update(steps=4, warmup_steps=0)
     recipe = root / "recipe.yaml"
     recipe.write_text(yaml.safe_dump(data))
-    result = run_train(recipe, env=train_env(root, VIDEOVLM_FAULT_KILL_AFTER_STEP="2"))
+    result = run_train(recipe, env=train_env(root), launcher=killing_launcher(2))
     assert result.returncode != 0 and (root / "run" / "first" / "checkpoint-2").is_dir(), result.stderr[-3000:]
     return recipe, root / "run"
 

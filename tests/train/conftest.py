@@ -86,6 +86,15 @@ def train_env(tmp_root: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+KILL_AFTER_STEP = Path(__file__).with_name("kill_after_step.py")
+
+
+def killing_launcher(steps: int) -> list[str]:
+    """A ``run_train`` launcher whose run is SIGKILLed once ``steps`` optimizer steps are done
+    (no cleanup, like an OOM kill or a pre-empted node; see kill_after_step.py)."""
+    return [sys.executable, str(KILL_AFTER_STEP), str(steps)]
+
+
 def run_train(recipe: Path, *args: str, env: dict[str, str], launcher: list[str] | None = None, timeout: int = 240) -> subprocess.CompletedProcess:
     command = [*(launcher or [sys.executable, "-m"]), "videovlm", "train", str(recipe), *args, *ALLOW]
     return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)

@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.train.conftest import run_train, train_env
+from tests.train.conftest import killing_launcher, run_train, train_env
 from tests.train.tiny import TinyVideoClassifier
 from videovlm.train.metrics import read_metrics
 
@@ -87,7 +87,7 @@ def test_skipped_videos_are_counted_and_logged(reference):
 def test_sigkill_then_resume_is_bit_identical(recipe, reference, tmp_path):
     out = tmp_path / "run"
     env = train_env(tmp_path)
-    killed = run_train(recipe, f"output_dir={out}", env={**env, "VIDEOVLM_FAULT_KILL_AFTER_STEP": "5"})
+    killed = run_train(recipe, f"output_dir={out}", env=env, launcher=killing_launcher(5))
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert (out / "first" / "checkpoint-4").is_dir() and not (out / "first" / "final").exists()
     assert len(losses(out, "first")) == 5  # step 5 was logged by the killed run, after checkpoint-4

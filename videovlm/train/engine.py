@@ -13,10 +13,8 @@ import inspect
 import json
 import logging
 import math
-import os
 import random
 import shutil
-import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,9 +48,6 @@ from videovlm.train.parts import apply_trainable_parts, model_processor, trainab
 log = logging.getLogger("videovlm.train")
 
 STAGE_MARKER = "training_stage.json"  # written into final/ last: the stage is complete
-# Fault injection for the resume tests: SIGKILL this process right after this optimizer step
-# of the first stage that reaches it (no cleanup, like an OOM kill or a pre-empted node).
-KILL_AFTER_STEP_ENV = "VIDEOVLM_FAULT_KILL_AFTER_STEP"
 
 
 class TrainingError(RuntimeError):
@@ -341,8 +336,6 @@ class _StageLoop:
         self.skipped_total, self.seen_total = skipped_total, seen_total
         self.dist = trainer.dist
         self.fallback: dict[str, Any] | None = None  # last good micro-batch (see _micro_step)
-        kill_at = os.environ.get(KILL_AFTER_STEP_ENV)
-        self.kill_after_step = int(kill_at) if kill_at else None
 
     def train(self, data: Any, start_step: int) -> None:
         from tqdm.auto import tqdm
@@ -371,8 +364,6 @@ class _StageLoop:
             if (config.checkpoint_every and done % config.checkpoint_every == 0) or done == stage.steps:
                 self._checkpoint(done)
                 last_saved = done
-            if self.kill_after_step == done:
-                os.kill(os.getpid(), signal.SIGKILL)
         bar.close()
         if last_saved != stage.steps:
             self._checkpoint(stage.steps)
