@@ -366,7 +366,7 @@ def test_cache_features_then_train_from_the_cache(tokenizer, videos, tmp_path, c
 
 def test_engine_hook_reads_the_recipe_keys(tokenizer, videos, tmp_path):
     from videovlm.train.config import ConfigError, validate
-    from videovlm.train.feature_cache_cli import apply_feature_cache
+    from videovlm.train.feature_cache_data import apply_feature_cache
 
     here = "tests.train.test_feature_cache"
     allowed = ("videovlm.", "torch.optim.", here)

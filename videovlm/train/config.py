@@ -35,7 +35,6 @@ from typing import Any, Literal
 
 import yaml
 
-from videovlm.train.feature_cache_cli import FeatureCacheConfig
 from videovlm.components import COMPONENT_KEY, ComponentError, find_forbidden_keys, is_component, resolve_component
 from videovlm.train.instantiate import DEFAULT_ALLOWED_PACKAGES, WIDEN_HINT
 
@@ -54,6 +53,27 @@ class ConfigError(ValueError):
 def _must_exist(**kwargs: Any) -> Any:
     """Field metadata: the path must exist when the config is validated."""
     return field(metadata={"must_exist": True}, **kwargs)
+
+
+@dataclass
+class FeatureCacheConfig:
+    """The ``feature_cache`` recipe section (a field of ``TrainConfig``; ``videovlm cache-features`` reads it too).
+
+    Fields:
+        dir: cache folder (None: ``<output_dir>/feature_cache``).
+        on_miss: ``compute`` recomputes frames that are missing or stale (other frozen
+            weights, an edited video) from the decoded video; ``error`` stops training
+            with the video, the frames and the reason.
+    """
+
+    dir: Path | None = None
+    on_miss: Literal["compute", "error"] = "compute"
+
+
+def cache_dir_of(config) -> Path:
+    """The feature cache folder of a recipe: ``feature_cache.dir``, else ``<output_dir>/feature_cache``."""
+    settings = getattr(config, "feature_cache", None) or FeatureCacheConfig()
+    return settings.dir if settings.dir is not None else Path(config.output_dir) / "feature_cache"
 
 
 @dataclass

@@ -38,7 +38,7 @@ from videovlm.train.data import (
     TooManySkippedError,
 )
 from videovlm.train.deepspeed_config import build_deepspeed_config
-from videovlm.train.feature_cache_cli import apply_feature_cache
+from videovlm.train.feature_cache_data import apply_feature_cache
 from videovlm.train.distributed import DistInfo, barrier, init_distributed
 from videovlm.components import ComponentError, resolve_component
 from videovlm.train.instantiate import DEFAULT_ALLOWED_PACKAGES, instantiate

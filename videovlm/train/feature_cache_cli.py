@@ -20,56 +20,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from videovlm.train.config import cache_dir_of, load_config
 from videovlm.train.instantiate import DEFAULT_ALLOWED_PACKAGES
 
 SPLITS = ("train", "val")
 
 
-@dataclass
-class FeatureCacheConfig:
-    """The ``feature_cache`` recipe section (a field of ``videovlm.train.config.TrainConfig``).
-
-    Fields:
-        dir: cache folder (None: ``<output_dir>/feature_cache``).
-        on_miss: ``compute`` recomputes frames that are missing or stale (other frozen
-            weights, an edited video) from the decoded video; ``error`` stops training
-            with the video, the frames and the reason.
-    """
-
-    dir: Path | None = None
-    on_miss: Literal["compute", "error"] = "compute"
-
-
 def load_recipe(path: str | Path, overrides, *, allowed_packages):
     """(TrainConfig, cache folder) of a recipe: ``feature_cache.dir``, else ``<output_dir>/feature_cache``."""
-    from videovlm.train.config import load_config
-
     config = load_config(path, overrides, allowed_packages=allowed_packages)
     return config, cache_dir_of(config)
-
-
-def cache_dir_of(config) -> Path:
-    settings = getattr(config, "feature_cache", None) or FeatureCacheConfig()
-    return settings.dir if settings.dir is not None else Path(config.output_dir) / "feature_cache"
-
-
-def apply_feature_cache(*, config, stage, model, train_sets: list, val_sets: list):
-    """``use_cached_features`` driven by the recipe's ``features`` / ``feature_cache`` keys
-    (see ``videovlm.train.feature_cache_cli``): returns (model, train_sets, val_sets), unchanged
-    for ``features: online``. The engine calls this once per stage, before DeepSpeed."""
-    if getattr(config, "features", "online") != "cached":
-        return model, train_sets, val_sets
-    from videovlm.train.feature_cache_data import use_cached_features
-
-    settings = getattr(config, "feature_cache", None) or FeatureCacheConfig()
-    model, wrapped = use_cached_features(
-        model=model, datasets=[*train_sets, *val_sets], cache_dir=cache_dir_of(config), trainable=stage.trainable, on_miss=settings.on_miss
-    )
-    return model, wrapped[: len(train_sets)], wrapped[len(train_sets) :]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -15,6 +15,7 @@ from torch import nn
 
 from videovlm.models import VideoBertModel, VideoLlamaModel
 from videovlm.models.base import check_frame_features
+from videovlm.train.config import FeatureCacheConfig, cache_dir_of
 from videovlm.train.feature_cache import (
     FeatureCache,
     FeatureCacheError,
@@ -213,3 +214,15 @@ def use_cached_features(*, model: nn.Module, datasets: Sequence, cache_dir: str 
         wrapped.append(CachedFeatureDataset(ds, cache=cache, namespace=namespaces[size], processor=model.processor, front=front, on_miss=on_miss))
     return model, wrapped
 
+
+def apply_feature_cache(*, config, stage, model, train_sets: list, val_sets: list):
+    """``use_cached_features`` driven by the recipe's ``features`` / ``feature_cache`` keys
+    (``videovlm.train.config.FeatureCacheConfig``): returns (model, train_sets, val_sets), unchanged
+    for ``features: online``. The engine calls this once per stage, before DeepSpeed."""
+    if getattr(config, "features", "online") != "cached":
+        return model, train_sets, val_sets
+    settings = getattr(config, "feature_cache", None) or FeatureCacheConfig()
+    model, wrapped = use_cached_features(
+        model=model, datasets=[*train_sets, *val_sets], cache_dir=cache_dir_of(config), trainable=stage.trainable, on_miss=settings.on_miss
+    )
+    return model, wrapped[: len(train_sets)], wrapped[len(train_sets) :]
