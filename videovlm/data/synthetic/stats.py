@@ -64,9 +64,20 @@ def _pct(value: float | None) -> str:
 def render_card(stats: dict, *, seconds: float | None = None, cpu_seconds: float | None = None, workers: int | None = None) -> str:
     """The dataset card (markdown) of a generated data set, from ``stats.json``."""
     p = stats["params"]
-    scene = SceneConfig()
-    appear_frames, change_frames = event_ranges(p["frames"])
-    lines = [
+    lines = _card_intro(p)
+    if seconds is not None:
+        lines += _card_timing(seconds, cpu_seconds, workers)
+    lines += _card_videos(p)
+    lines += _CARD_FILES
+    lines += _card_question_types(stats)
+    lines += _card_examples(stats)
+    lines += _card_counts(stats)
+    return "\n".join(lines)
+
+
+def _card_intro(p: dict) -> list[str]:
+    """Title, what the set is for and the command that regenerates it."""
+    return [
         "# Synthetic temporal video-language data set",
         "",
         "Small synthetic videos whose temporal questions cannot be answered from an unordered bag of",
@@ -83,10 +94,18 @@ def render_card(stats: dict, *, seconds: float | None = None, cpu_seconds: float
         "x264); each video depends only on (seed, split, index), so the number of `--workers` does not",
         "matter and the splits never share a random stream.",
     ]
-    if seconds is not None:
-        cpu = f" ({cpu_seconds:.1f} s of CPU time over all processes)" if cpu_seconds is not None else ""
-        lines += ["", f"Generation time of this set: {seconds:.1f} s wall-clock with {workers} worker process(es){cpu}."]
-    lines += [
+
+
+def _card_timing(seconds: float, cpu_seconds: float | None, workers: int | None) -> list[str]:
+    cpu = f" ({cpu_seconds:.1f} s of CPU time over all processes)" if cpu_seconds is not None else ""
+    return ["", f"Generation time of this set: {seconds:.1f} s wall-clock with {workers} worker process(es){cpu}."]
+
+
+def _card_videos(p: dict) -> list[str]:
+    """The ``## Videos`` section: frames, objects, motion, events and text templates."""
+    scene = SceneConfig()
+    appear_frames, change_frames = event_ranges(p["frames"])
+    return [
         "",
         "## Videos",
         "",
@@ -105,67 +124,93 @@ def render_card(stats: dict, *, seconds: float | None = None, cpu_seconds: float
         "Captions narrate events in time order with "
         + f"{len(CAPTION_TEMPLATES)} sentence templates and verb paraphrases; questions have {min(len(t) for t in QUESTION_TEMPLATES.values())}-{max(len(t) for t in QUESTION_TEMPLATES.values())} paraphrases",
         "each; conversations have 1-3 turns mixing a description request and questions.",
-        "",
-        "## Files per split (`OUTPUT/<split>/`)",
-        "",
-        "| file | format | content |",
-        "|---|---|---|",
-        "| `videos/<video_id>.mp4` | h264 | the videos |",
-        "| `images/<image_id>.jpg` | JPEG | one frame per video, for image-text stages |",
-        "| `captions.csv` | WebVid (`videoid,name,page_dir,duration` + `video`) | one caption per video |",
-        "| `qa.json` | MSRVTT-QA / MSVD-QA (`video_id, video, question, answer, type`) | QA items |",
-        "| `instructions.json` | LLaVA / VideoChat (`id, video, conversations`) | 1-3 turn conversations |",
-        "| `image_captions.json` | LLaVA-CC595K (`id, image, caption`) | frame captions |",
-        "| `annotations.jsonl` | one JSON object per video | ground truth: objects, events, centre per frame (null while absent) |",
-        "",
-        "Read them with `videovlm.data.formats` (`read_webvid_csv`, `read_qa_json`, `read_instructions_json`,",
-        "`read_image_captions_json`, `read_annotations_jsonl`).",
-        "",
-        "## Question types",
-        "",
-        "| type | temporal | example | answers |",
-        "|---|---|---|---|",
-        "| color | no | what colour is the circle? (objects that never change colour) | colour |",
-        "| shape | no | what shape is the red object? | shape |",
-        "| count | no | how many objects are in the video? | one, two, three |",
-        "| exists | no | is there a green star in the video? (half absent, POPE-style; half of those reuse a present shape) | yes, no |",
-        "| direction | yes | which way does the square move? (moving objects only) | left, right, up, down |",
-        "| order | yes | which object is seen first / last, the circle or the star? | shape |",
-        "| change | yes | what colour does the star turn into? / what colour was the star before it changed? | colour |",
-        "",
-        "For every temporal item the same frames played backwards have a different answer (left <-> right,",
-        "up <-> down, seen first <-> seen last, colour before <-> after); `reverse_annotation` computes that",
-        "reversed ground truth and the tests check the property on every temporal item.",
-        "",
-        "Answer vocabulary: " + ", ".join(f"`{a}`" for a in stats["answer_vocabulary"]) + ".",
+    ]
+
+
+_CARD_FILES = (
+    "",
+    "## Files per split (`OUTPUT/<split>/`)",
+    "",
+    "| file | format | content |",
+    "|---|---|---|",
+    "| `videos/<video_id>.mp4` | h264 | the videos |",
+    "| `images/<image_id>.jpg` | JPEG | one frame per video, for image-text stages |",
+    "| `captions.csv` | WebVid (`videoid,name,page_dir,duration` + `video`) | one caption per video |",
+    "| `qa.json` | MSRVTT-QA / MSVD-QA (`video_id, video, question, answer, type`) | QA items |",
+    "| `instructions.json` | LLaVA / VideoChat (`id, video, conversations`) | 1-3 turn conversations |",
+    "| `image_captions.json` | LLaVA-CC595K (`id, image, caption`) | frame captions |",
+    "| `annotations.jsonl` | one JSON object per video | ground truth: objects, events, centre per frame (null while absent) |",
+    "",
+    "Read them with `videovlm.data.formats` (`read_webvid_csv`, `read_qa_json`, `read_instructions_json`,",
+    "`read_image_captions_json`, `read_annotations_jsonl`).",
+)
+
+_QUESTION_TYPE_TABLE = (
+    "",
+    "## Question types",
+    "",
+    "| type | temporal | example | answers |",
+    "|---|---|---|---|",
+    "| color | no | what colour is the circle? (objects that never change colour) | colour |",
+    "| shape | no | what shape is the red object? | shape |",
+    "| count | no | how many objects are in the video? | one, two, three |",
+    "| exists | no | is there a green star in the video? (half absent, POPE-style; half of those reuse a present shape) | yes, no |",
+    "| direction | yes | which way does the square move? (moving objects only) | left, right, up, down |",
+    "| order | yes | which object is seen first / last, the circle or the star? | shape |",
+    "| change | yes | what colour does the star turn into? / what colour was the star before it changed? | colour |",
+    "",
+    "For every temporal item the same frames played backwards have a different answer (left <-> right,",
+    "up <-> down, seen first <-> seen last, colour before <-> after); `reverse_annotation` computes that",
+    "reversed ground truth and the tests check the property on every temporal item.",
+)
+
+
+def _card_question_types(stats: dict) -> list[str]:
+    """The ``## Question types`` section: the fixed table, then the set's answer vocabulary."""
+    return [*_QUESTION_TYPE_TABLE, "", "Answer vocabulary: " + ", ".join(f"`{a}`" for a in stats["answer_vocabulary"]) + "."]
+
+
+def _card_examples(stats: dict) -> list[str]:
+    """The first caption and QA items of the train split."""
+    return [
         "",
         "## Examples (first items of the train split)",
         "",
         *[f"- caption: \"{c}\"" for c in stats["examples"]["captions"]],
         *[f"- {kind}: \"{qa[0]}\" -> `{qa[1]}`" for kind, qa in stats["examples"]["qa"].items() if qa],
-        "",
-        "## Counts and ceilings",
-        "",
     ]
+
+
+def _card_counts(stats: dict) -> list[str]:
+    """The ``## Counts and ceilings`` section: one table per split, then what the ceilings mean."""
+    lines = ["", "## Counts and ceilings", ""]
     for split, s in stats["splits"].items():
-        lines += [
-            f"### {split}: {s['videos']} videos, {s['qa']} QA items, {s['captions']} captions, {s['instructions']} conversations, {s['image_captions']} image captions",
-            "",
-            "Objects per video: " + ", ".join(f"{k}: {v}" for k, v in s["objects_per_video"].items()) + ".",
-            "",
-            "| type | items | chance ceiling (majority answer) | order-blind ceiling | answer counts |",
-            "|---|---|---|---|---|",
-        ]
-        for kind, t in s["question_types"].items():
-            mark = " (temporal)" if kind in TEMPORAL_QUESTION_TYPES else ""
-            answers = ", ".join(f"{a} {n}" for a, n in t["answers"].items())
-            lines.append(f"| {kind}{mark} | {t['count']} | {_pct(t['chance_ceiling'])} | {_pct(t['order_blind_ceiling'])} | {answers} |")
-        lines.append("")
-    lines += [
-        "Chance ceiling: accuracy of always giving the most frequent answer of the type. Order-blind",
-        "ceiling: best accuracy from the unordered set of frames; a video and its reversal have the same",
-        "frames and are equally likely under the generator, so items whose reversed answer differs are",
-        "worth at most 1/2 to an order-blind model and the others 1.",
+        lines += _card_split(split, s)
+    return lines + list(_CEILINGS_NOTE)
+
+
+def _card_split(split: str, s: dict) -> list[str]:
+    """One split's counts and its table of per-type answer balance and ceilings."""
+    lines = [
+        f"### {split}: {s['videos']} videos, {s['qa']} QA items, {s['captions']} captions, {s['instructions']} conversations, {s['image_captions']} image captions",
         "",
+        "Objects per video: " + ", ".join(f"{k}: {v}" for k, v in s["objects_per_video"].items()) + ".",
+        "",
+        "| type | items | chance ceiling (majority answer) | order-blind ceiling | answer counts |",
+        "|---|---|---|---|---|",
     ]
-    return "\n".join(lines)
+    for kind, t in s["question_types"].items():
+        mark = " (temporal)" if kind in TEMPORAL_QUESTION_TYPES else ""
+        answers = ", ".join(f"{a} {n}" for a, n in t["answers"].items())
+        lines.append(f"| {kind}{mark} | {t['count']} | {_pct(t['chance_ceiling'])} | {_pct(t['order_blind_ceiling'])} | {answers} |")
+    lines.append("")
+    return lines
+
+
+_CEILINGS_NOTE = (
+    "Chance ceiling: accuracy of always giving the most frequent answer of the type. Order-blind",
+    "ceiling: best accuracy from the unordered set of frames; a video and its reversal have the same",
+    "frames and are equally likely under the generator, so items whose reversed answer differs are",
+    "worth at most 1/2 to an order-blind model and the others 1.",
+    "",
+)
