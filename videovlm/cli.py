@@ -25,11 +25,6 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _load(name: str):
-    module_name, _ = SUBCOMMANDS[name]
-    return importlib.import_module(module_name)
-
-
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="videovlm",

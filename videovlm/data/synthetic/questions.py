@@ -14,7 +14,7 @@ from functools import lru_cache
 import numpy as np
 
 from videovlm.data.synthetic.scene import ObjectTrack, VideoAnnotation
-from videovlm.data.synthetic.vocabulary import COLOR_NAMES, NUMBER_WORDS, SHAPES, TEMPORAL_QUESTION_TYPES, with_articles
+from videovlm.data.synthetic.vocabulary import COLOR_NAMES, NUMBER_WORDS, SHAPES, with_articles
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,3 @@ def parse_question(text: str) -> Query:
                 return Query(kind, variant, shape=groups["a"], other=groups["b"])
             return Query(kind, variant, shape=groups.get("shape") or "", color=groups.get("color") or "")
     raise ValueError(f"not a question of the synthetic data set: {text!r}")
-
-
-def is_temporal(question_type: str) -> bool:
-    return question_type in TEMPORAL_QUESTION_TYPES
