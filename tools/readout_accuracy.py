@@ -22,7 +22,7 @@ from videovlm.data.formats import read_qa_json
 from videovlm.models.base import IGNORE_INDEX
 from videovlm.train.config import apply_overrides, load_yaml, validate
 from videovlm.train.data import MixedDataset, PadCollator, ShardedEvalSampler
-from videovlm.train.engine import build_datasets, stage_model_class
+from videovlm.train.stages import build_datasets, stage_model_class
 from videovlm.train.feature_cache_cli import apply_feature_cache
 from videovlm.train.instantiate import DEFAULT_ALLOWED_PACKAGES
 from videovlm.train.parts import model_processor

@@ -17,7 +17,8 @@ from tests.recipes.conftest import RECIPES, recipe_data, stage_overrides
 from tests.train.conftest import train_env
 from tests.train.test_engine import _free_port
 from videovlm.train.config import validate
-from videovlm.train.engine import STAGE_MARKER, Trainer
+from videovlm.train.engine import Trainer
+from videovlm.train.stages import STAGE_MARKER
 
 # Losses of the first steps of recipes/videollama/tiny.yaml on the test fixtures (seed 0,
 # untrained backbones: the conv tower and the Llama, micro batch 2): stage readout steps 0-1

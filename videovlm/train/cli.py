@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
 
         print(format_plan(build_plan(config, allowed_packages=allowed)))
         return 0
-    from videovlm.train.engine import Trainer, TrainingError
+    from videovlm.train.engine import Trainer
+    from videovlm.train.stages import TrainingError
 
     try:
         results = Trainer(config, allowed_packages=allowed).run()

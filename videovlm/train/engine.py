@@ -4,12 +4,12 @@ Per stage: build the model (stage 0 from the recipe's ``model`` component, later
 from the previous stage's ``final/`` through the model class's ``from_pretrained``), train
 only the stage's parts, wrap in DeepSpeed with a client optimizer and a warmup + cosine
 ``LambdaLR``, run ``steps`` optimizer steps, checkpoint every N steps, evaluate on the
-validation split, save ``final/`` with ``save_pretrained``.
+validation split, save ``final/`` with ``save_pretrained``. Building a stage's model and
+datasets lives in ``videovlm.train.stages``.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import math
@@ -40,18 +40,12 @@ from videovlm.train.data import (
 from videovlm.train.deepspeed_config import build_deepspeed_config
 from videovlm.train.feature_cache_data import apply_feature_cache
 from videovlm.train.distributed import DistInfo, barrier, init_distributed
-from videovlm.components import ComponentError, resolve_component
 from videovlm.train.instantiate import DEFAULT_ALLOWED_PACKAGES, instantiate
 from videovlm.train.metrics import MetricsLogger, plot_loss_curve, read_metrics
 from videovlm.train.parts import apply_trainable_parts, model_processor, trainable_parts_in_eval
+from videovlm.train.stages import STAGE_MARKER, TrainingError, build_datasets, build_stage_model, class_path
 
 log = logging.getLogger("videovlm.train")
-
-STAGE_MARKER = "training_stage.json"  # written into final/ last: the stage is complete
-
-
-class TrainingError(RuntimeError):
-    """The run cannot continue (existing outputs without resume, a model without the API...)."""
 
 
 @dataclass
@@ -62,6 +56,23 @@ class StageResult:
     eval_loss: float | None
     skipped: int
     seen: int
+
+
+@dataclass
+class _StageSetup:
+    """What ``Trainer._setup_stage`` built for one stage, for its train and finish steps."""
+
+    stage_dir: Path
+    final_dir: Path
+    model: nn.Module
+    engine: Any  # the DeepSpeed engine wrapping ``model``
+    train_set: MixedDataset
+    train_sets: list[Any]
+    val_sets: list[Any]
+    checkpoint: Path | None  # the checkpoint resumed from
+    start_step: int
+    skipped_total: int
+    seen_total: int
 
 
 def warmup_cosine(*, warmup_steps: int, total_steps: int, min_lr_ratio: float):
@@ -80,56 +91,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def class_path(obj: Any) -> str:
-    cls = obj if inspect.isclass(obj) else type(obj)
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def build_stage_model(config: TrainConfig, previous_final: Path | None, *, allowed_packages: Sequence[str]) -> nn.Module:
-    """Stage 0: the recipe's model component. Later: ``Class.from_pretrained(previous final)``."""
-    if previous_final is None:
-        model = instantiate(config.model, allowed_packages=allowed_packages)
-    else:
-        model = stage_model_class(previous_final, allowed_packages=allowed_packages).from_pretrained(previous_final)
-    if not isinstance(model, nn.Module):
-        raise TrainingError(f"model: {config.model.get('_component_')} returned {type(model).__name__}, not a torch nn.Module")
-    for method in ("save_pretrained", "from_pretrained"):
-        if not callable(getattr(model, method, None)):
-            raise TrainingError(f"model: {class_path(model)} has no {method}(); stages hand weights on through save_pretrained/from_pretrained")
-    return model
-
-
-def stage_model_class(final_dir: Path, *, allowed_packages: Sequence[str]) -> type[nn.Module]:
-    """The model class a finished stage recorded in ``final/training_stage.json``. The file
-    sits in the run folder, so it is checked like a recipe: an allowed ``nn.Module`` class."""
-    marker_path = final_dir / STAGE_MARKER
-    try:
-        marker = json.loads(marker_path.read_text())
-        path = marker["model_class"]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
-        raise TrainingError(f"{marker_path}: not a readable stage marker with a 'model_class' ({type(error).__name__}: {error})") from None
-    try:
-        cls = resolve_component(path, allowed=allowed_packages, where=str(marker_path))
-    except ComponentError as error:
-        raise TrainingError(str(error)) from None
-    if not (inspect.isclass(cls) and issubclass(cls, nn.Module)):
-        raise TrainingError(f"{marker_path}: model_class {path!r} is not a torch nn.Module class")
-    return cls
-
-
-def build_datasets(components: Sequence[dict], *, processor: Any, train: bool, seed: int, allowed_packages: Sequence[str]) -> list[Any]:
-    """Instantiate dataset components, passing the engine's arguments each one accepts."""
-    datasets = []
-    for component in components:
-        target = resolve_component(component["_component_"], allowed=allowed_packages)
-        params = inspect.signature(target).parameters
-        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())  # forwards **kwargs to its base
-        offered = {"processor": processor, "train": train, "seed": seed}
-        extra = {k: v for k, v in offered.items() if (takes_any or k in params) and k not in component}
-        datasets.append(instantiate(component, allowed_packages=allowed_packages, **extra))
-    return datasets
 
 
 class Trainer:
@@ -157,18 +118,35 @@ class Trainer:
     # ----------------------------------------------------------------------------------
 
     def _run_stage(self, index: int, stage: StageConfig, previous_final: Path | None) -> StageResult:
+        """One stage, recipe style: skip it if already finished, else set up, train, finish."""
+        assert self.dist is not None
+        finished = self._finished_stage(stage)
+        if finished is not None:
+            return finished
+        setup = self._setup_stage(index, stage, previous_final)
+        loop = self._train_stage(index, stage, setup)
+        return self._finish_stage(stage, setup, loop)
+
+    def _finished_stage(self, stage: StageConfig) -> StageResult | None:
+        """The recorded result of a stage whose ``final/`` marker exists (resume only), else None."""
+        config = self.config
+        stage_dir = config.output_dir / stage.name
+        final_dir = stage_dir / "final"
+        if not (final_dir / STAGE_MARKER).is_file():
+            return None
+        if not config.resume:
+            raise TrainingError(f"{stage_dir}: stage {stage.name!r} already finished; set resume=true to continue the run or change output_dir")
+        done = json.loads((final_dir / STAGE_MARKER).read_text())
+        log.info("stage %s: already complete, skipping", stage.name)
+        return StageResult(stage.name, done["steps"], final_dir, done.get("eval_loss"), done["skipped"], done["seen"])
+
+    def _setup_stage(self, index: int, stage: StageConfig, previous_final: Path | None) -> _StageSetup:
+        """Model, datasets and DeepSpeed engine of a stage, restored from its latest checkpoint on resume."""
         import deepspeed
 
         config, dist = self.config, self.dist
         assert dist is not None
         stage_dir = config.output_dir / stage.name
-        final_dir = stage_dir / "final"
-        if (final_dir / STAGE_MARKER).is_file():
-            if not config.resume:
-                raise TrainingError(f"{stage_dir}: stage {stage.name!r} already finished; set resume=true to continue the run or change output_dir")
-            done = json.loads((final_dir / STAGE_MARKER).read_text())
-            log.info("stage %s: already complete, skipping", stage.name)
-            return StageResult(stage.name, done["steps"], final_dir, done.get("eval_loss"), done["skipped"], done["seen"])
         checkpoint = latest_checkpoint(stage_dir) if config.resume else None
         if not config.resume and latest_checkpoint(stage_dir) is not None:
             raise TrainingError(f"{stage_dir}: has checkpoints from an earlier run; set resume=true to continue it or change output_dir")
@@ -206,7 +184,13 @@ class Trainer:
             state = load_checkpoint(engine, checkpoint, dist=dist)
             start_step, skipped_total, seen_total = state["step"], state["skipped_total"], state["seen_total"]
             log.info("stage %s: resumed from %s (step %d)", stage.name, checkpoint, start_step)
+        return _StageSetup(stage_dir, stage_dir / "final", model, engine, train_set, train_sets, val_sets, checkpoint, start_step, skipped_total, seen_total)
 
+    def _train_stage(self, index: int, stage: StageConfig, setup: _StageSetup) -> _StageLoop:
+        """The stage's optimizer steps from ``setup.start_step`` on; returns the finished loop."""
+        config, dist = self.config, self.dist
+        assert dist is not None
+        train_set = setup.train_set
         batches = StepBatchSampler(
             sizes=train_set.sizes,
             weights=stage.data.weights,
@@ -215,7 +199,7 @@ class Trainer:
             gradient_accumulation_steps=stage.gradient_accumulation_steps,
             rank=dist.rank,
             world_size=dist.world_size,
-            start_step=start_step,
+            start_step=setup.start_step,
             total_steps=stage.steps,
             stage=stage.name,
         )
@@ -229,14 +213,21 @@ class Trainer:
             generator=torch.Generator().manual_seed(config.seed),
         )
         metrics = MetricsLogger(
-            stage_dir,
+            setup.stage_dir,
             enabled=dist.is_main,
-            resume_step=start_step if checkpoint is not None else None,
+            resume_step=setup.start_step if setup.checkpoint is not None else None,
             tensorboard_dir=(config.output_dir / "tensorboard" / stage.name) if config.tensorboard else None,
         )
-        loop = _StageLoop(self, engine, stage, stage_dir, batches, metrics, skipped_total, seen_total)
-        loop.train(iter(loader), start_step)
-        eval_loss = self._evaluate(engine, stage, val_sets) if val_sets else None
+        loop = _StageLoop(self, setup.engine, stage, setup.stage_dir, batches, metrics, setup.skipped_total, setup.seen_total)
+        loop.train(iter(loader), setup.start_step)
+        return loop
+
+    def _finish_stage(self, stage: StageConfig, setup: _StageSetup, loop: _StageLoop) -> StageResult:
+        """Final evaluation, ``final/`` with its stage marker, the loss curve."""
+        config, dist = self.config, self.dist
+        assert dist is not None
+        engine, model, metrics, stage_dir = setup.engine, setup.model, loop.metrics, setup.stage_dir
+        eval_loss = self._evaluate(engine, stage, setup.val_sets) if setup.val_sets else None
         if eval_loss is not None:
             metrics.log({"step": stage.steps, "eval_loss": eval_loss})
             log.info("stage %s: eval loss %.4f", stage.name, eval_loss)
@@ -251,13 +242,13 @@ class Trainer:
             "seen": loop.seen_total,
             "trainable": stage.trainable,
             # The frame sampler the model was trained with: `videovlm qa` uses it by default.
-            "sampler": next((d.sampler_spec for d in train_sets if hasattr(d, "sampler_spec")), None),
+            "sampler": next((d.sampler_spec for d in setup.train_sets if hasattr(d, "sampler_spec")), None),
         }
-        self._save_final(engine, model, final_dir, marker)
+        self._save_final(engine, model, setup.final_dir, marker)
         if dist.is_main:
             plot_loss_curve(metrics.path, stage_dir / "loss_curve.png", title=f"{config.output_dir.name} / {stage.name}")
         barrier()
-        return StageResult(stage.name, stage.steps, final_dir, eval_loss, loop.skipped_total, loop.seen_total)
+        return StageResult(stage.name, stage.steps, setup.final_dir, eval_loss, loop.skipped_total, loop.seen_total)
 
     def _evaluate(self, engine: Any, stage: StageConfig, val_sets: list[Any]) -> float:
         dist = self.dist

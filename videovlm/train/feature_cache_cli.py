@@ -65,7 +65,7 @@ def cache_recipe_features(
     progress: bool = False,
 ):
     """Precompute the features of one split of one stage; returns (cache dir, namespace, reports)."""
-    from videovlm.train.engine import STAGE_MARKER, build_datasets, build_stage_model
+    from videovlm.train.stages import STAGE_MARKER, build_datasets, build_stage_model
     from videovlm.train.feature_cache import FeatureCache, FrozenFront, cached_parts, model_namespace, precompute
     from videovlm.train.parts import model_processor
 
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from videovlm.components import ComponentError
     from videovlm.train.checkpoint import CheckpointError
     from videovlm.train.config import ConfigError
-    from videovlm.train.engine import TrainingError
+    from videovlm.train.stages import TrainingError
     from videovlm.train.feature_cache import FeatureCacheError
 
     allowed = (*DEFAULT_ALLOWED_PACKAGES, *args.allow_package)

@@ -14,9 +14,10 @@ from typing import Any
 from videovlm.train.config import TrainConfig
 from videovlm.train.deepspeed_config import build_deepspeed_config
 from videovlm.train.distributed import detect_launcher
-from videovlm.train.engine import build_datasets, seed_everything
+from videovlm.train.engine import seed_everything
 from videovlm.train.instantiate import DEFAULT_ALLOWED_PACKAGES, instantiate
 from videovlm.train.parts import apply_trainable_parts, model_processor, parameter_counts
+from videovlm.train.stages import build_datasets
 
 
 def build_plan(config: TrainConfig, *, allowed_packages: Sequence[str] = DEFAULT_ALLOWED_PACKAGES) -> dict[str, Any]:
