@@ -123,7 +123,7 @@ def main() -> None:
     report = precompute(cache=FeatureCache(cache_dir), namespace=namespace, front=FrozenFront(model, parts), processor=model.processor,
                         videos=[r.video for r in records], sampler=parse_sampler(SAMPLER), sampler_spec=SAMPLER)
     precompute_s = time.perf_counter() - started
-    model, (cached,) = use_cached_features(model=model, datasets=[dataset(model)], cache_dir=cache_dir, trainable=STAGE1_TRAINABLE, on_miss="error")
+    (cached,) = use_cached_features(model=model, datasets=[dataset(model)], cache_dir=cache_dir, trainable=STAGE1_TRAINABLE, on_miss="error")
     cached_losses, cached_rate, cached_cpu_rate = run(model, cached, steps=args.steps, batch_size=args.batch_size, seed=args.seed)
 
     diff = max(abs(a - b) for a, b in zip(online_losses, cached_losses))

@@ -23,7 +23,7 @@ from videovlm.models.base import IGNORE_INDEX
 from videovlm.train.config import apply_overrides, load_yaml, validate
 from videovlm.train.data import MixedDataset, PadCollator, ShardedEvalSampler
 from videovlm.train.stages import build_datasets, stage_model_class
-from videovlm.train.feature_cache_cli import apply_feature_cache
+from videovlm.train.feature_cache_data import apply_feature_cache
 from videovlm.train.instantiate import DEFAULT_ALLOWED_PACKAGES
 from videovlm.train.parts import model_processor
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     stage = config.stages[0]
     model = stage_model_class(args.final, allowed_packages=DEFAULT_ALLOWED_PACKAGES).from_pretrained(args.final).eval()
     val = build_datasets(stage.data.val[:1], processor=model_processor(model), train=False, seed=config.seed, allowed_packages=DEFAULT_ALLOWED_PACKAGES)
-    model, _, val = apply_feature_cache(config=config, stage=stage, model=model, train_sets=[], val_sets=val)
+    _, val = apply_feature_cache(config=config, stage=stage, model=model, train_sets=[], val_sets=val)
     records = read_qa_json(stage.data.val[0]["path"], check_files=False)
     data = MixedDataset(val)
     loader = DataLoader(data, batch_sampler=ShardedEvalSampler(size=len(data), batch_size=64, rank=0, world_size=1), collate_fn=PadCollator(data.pad_values))

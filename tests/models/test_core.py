@@ -229,4 +229,38 @@ def test_families_run_in_bfloat16(tokenizer, frames):
         model = build(tokenizer=tokenizer).to(torch.bfloat16)
         batch = model.processor.collate([model.processor(record, frames=frames[:2])] * 2)
         assert batch["pixel_values"].dtype == torch.float32
-        assert torch.isfinite(model(**batch).loss), build.__name__
+        loss = model(**batch).loss
+        assert torch.isfinite(loss), build.__name__
+        if build is tiny_videoofa:
+            continue
+        # The cached-feature input (float32 on disk) takes the same bf16 path as the pixels.
+        with torch.no_grad():
+            features = model.vision(batch["pixel_values"]).float()  # (B, T, N, D)
+        cached = model(**{k: v for k, v in batch.items() if k != "pixel_values"}, frame_features=features).loss
+        assert cached.dtype == loss.dtype and torch.isfinite(cached) and abs(cached.item() - loss.item()) < 0.05 * abs(loss.item()), build.__name__
+
+
+def test_video_inputs_exactly_one(tokenizer, frames):
+    """pixel_values, frame_features (the tower's output) or query_features (the image
+    Q-Former's): exactly one, each checked, with the same video tokens from each."""
+    from videovlm.data.formats import VideoCaption
+
+    torch.manual_seed(0)
+    model = tiny_videollama(tokenizer=tokenizer, image_qformer=True).eval()
+    batch = model.processor.collate([model.processor(VideoCaption("v", Path("v.mp4"), "a red circle.", 2.0), frames=frames[:3])])
+    pixels, mask = batch["pixel_values"], batch["frame_mask"]
+    with torch.no_grad():
+        features = model.vision(pixels)  # (B, T, N, D_vis)
+        queries = model.image_qformer(features)  # (B, T, Q, D_q)
+        direct = model.encode_video(pixels, mask)[0]
+        assert torch.equal(model.encode_video(frame_mask=mask, frame_features=features)[0], direct)
+        assert torch.equal(model.encode_video(frame_mask=mask, query_features=queries)[0], direct)
+    with pytest.raises(ValueError, match="exactly one of pixel_values / frame_features / query_features; got pixel_values, frame_features"):
+        model.encode_video(pixels, frame_features=features)
+    with pytest.raises(ValueError, match="got none"):
+        model(input_ids=batch["input_ids"])
+    with pytest.raises(ValueError, match=r"query_features: expected \(B, T, N, D\)"):
+        model.encode_video(query_features=queries[0])
+    plain = tiny_videollama(tokenizer=tokenizer)
+    with pytest.raises(ValueError, match="query_features: this model has no image Q-Former"):
+        plain.encode_video(query_features=queries)

@@ -124,7 +124,7 @@ def test_generate_save_load_and_cached_features_agree(model, frames, tmp_path):
         features = model.vision(prompts["pixel_values"])  # (B, T, N, D)
         instruction = {"instruction_ids": prompts["instruction_ids"], "instruction_mask": prompts["instruction_mask"]}
         direct, _ = model.encode_video(prompts["pixel_values"], prompts["frame_mask"], **instruction)
-        cached, _ = model.encode_frame_tokens(features, prompts["frame_mask"], **instruction)
+        cached, _ = model.encode_video(frame_mask=prompts["frame_mask"], frame_features=features, **instruction)
     assert torch.equal(direct, cached)
 
 

@@ -62,16 +62,30 @@ def test_golden_loss_and_alignment(model, batch):
     assert out.alignment_logits.tolist() == pytest.approx(GOLDEN_ALIGN, abs=1e-4)
 
 
-def test_visual_words_fit_and_ids(model, batch, tmp_path):
-    model = copy.deepcopy(model)  # fitting changes the codebook; keep the shared fixture intact
+def test_visual_words_from_pixels_or_cached_features(model, batch, tmp_path):
+    model = copy.deepcopy(model)  # the codebook changes below; keep the shared fixture intact
     pixels = batch["pixel_values"]
-    words = model.visual_word_ids(pixels)
+    vectors, mask = model.frame_vectors(pixels, batch["frame_mask"])  # (B, T, D)
+    words = model.visual_word_ids(vectors)
     assert words.shape == (2, 8) and ((words >= model.visual_word_offset) & (words < model.visual_word_offset + 8)).all()
-    before = torch.cdist(model.frame_features(pixels)[batch["frame_mask"]], model.visual_words).min(1).values.pow(2).mean()
-    distortion = model.fit_visual_words(pixel_values=pixels, frame_mask=batch["frame_mask"], iterations=5)
-    assert distortion < float(before)
-    with pytest.raises(ValueError, match="3 frames to fit 8 visual words"):
-        model.fit_visual_words(pixel_values=pixels[:1, :3])
+    assert torch.equal(mask, batch["frame_mask"])
+    # the tower's output (what the feature cache stores) gives the same vectors and the same loss
+    with torch.no_grad():
+        features = model.vision(pixels)  # (B, T, N, D)
+        cached, _ = model.frame_vectors(frame_features=features)
+        assert torch.equal(cached, vectors)
+        rest = {k: v for k, v in batch.items() if k != "pixel_values"}
+        assert model(frame_features=features, **rest).loss.item() == pytest.approx(model(**batch).loss.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="exactly one of pixel_values .* got both"):
+        model.frame_vectors(pixels, frame_features=features)
+    with pytest.raises(ValueError, match="got none"):
+        model(input_ids=batch["input_ids"])
+    with pytest.raises(ValueError, match=r"frame_features: expected \(B, T, N, D\)"):
+        model.frame_vectors(frame_features=features[:, :, 0])
+    # each vector maps to its nearest codebook row: the rows themselves, shuffled, map back to their ids
+    order = torch.randperm(8, generator=torch.Generator().manual_seed(0))
+    ids = model.visual_word_ids(model.visual_words[order].unsqueeze(0) + 1e-4)
+    assert ids.tolist() == [(order + model.visual_word_offset).tolist()]
     # the fitted codebook is saved with the weights
     model.save_pretrained(tmp_path)
     loaded = load_pretrained(tmp_path)

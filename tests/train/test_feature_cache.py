@@ -12,7 +12,7 @@ import torch
 
 from tests.qa.conftest import build_micro
 from videovlm.train.feature_cache import FeatureCache, FeatureCacheError, FrozenFront, model_namespace, precompute
-from videovlm.train.feature_cache_data import CachedFeatureVideoLlama, use_cached_features
+from videovlm.train.feature_cache_data import use_cached_features
 
 SAMPLER = "segment:3"  # jitter: a different frame per segment each epoch
 PARTS = ["video_qformer", "projector"]  # Video-LLaMA stage 1: vision and LLM frozen
@@ -112,19 +112,19 @@ def test_cached_training_matches_on_the_fly(tokenizer, videos, tmp_path):
     clone = copy.deepcopy(cache)
     assert clone._open == {} and torch.equal(clone.lookup(namespace, video_identity(videos[0]), [0, 8])[0], hit)
 
-    model, (cached,) = use_cached_features(model=model, datasets=[_base_dataset(model, videos)], cache_dir=tmp_path / "cache",
-                                           trainable=PARTS, on_miss="error")
-    assert isinstance(model, CachedFeatureVideoLlama)
+    (cached,) = use_cached_features(model=model, datasets=[_base_dataset(model, videos)], cache_dir=tmp_path / "cache",
+                                    trainable=PARTS, on_miss="error")
+    assert cached.input_name == "frame_features"
     item = cached[(0, 0)]
     assert "pixel_values" not in item and item["frame_features"].shape == (3, 5, 64)  # (T, N, D): CLS + 2x2 patches
     cached_losses = _train(model, cached)
     assert cached.misses == 0 and cached.hits == 13
     assert cached_losses == pytest.approx(online_losses, rel=1e-4, abs=1e-5)
 
-    # The trained model saves as a plain Video-LLaMA.
+    # The model is a plain Video-LLaMA throughout (the cache changes its input, not its class).
     from videovlm.models import VideoLlamaModel, load_pretrained
 
-    assert type(load_pretrained(model.save_pretrained(tmp_path / "final"))) is VideoLlamaModel
+    assert type(model) is VideoLlamaModel and type(load_pretrained(model.save_pretrained(tmp_path / "final"))) is VideoLlamaModel
 
 
 def test_cached_training_matches_on_the_fly_with_a_conv_tower(tokenizer, videos, tmp_path):
@@ -152,7 +152,7 @@ def test_cached_training_matches_on_the_fly_with_a_conv_tower(tokenizer, videos,
                videos=videos, sampler=parse_sampler(SAMPLER), sampler_spec=SAMPLER)
     dataset = _base_dataset(model, videos)
     item = dataset[(0, 0)]
-    model, (cached,) = use_cached_features(model=model, datasets=[dataset], cache_dir=tmp_path / "cache", trainable=PARTS, on_miss="error")
+    (cached,) = use_cached_features(model=model, datasets=[dataset], cache_dir=tmp_path / "cache", trainable=PARTS, on_miss="error")
     features = cached[(0, 0)]["frame_features"]
     assert features.shape == (3, 1 + 4 * 4, 32)  # (T, pooled + h*w, C)
     with torch.no_grad():
@@ -167,7 +167,6 @@ def test_videobert_trains_from_cached_tower_features(tokenizer, videos, tmp_path
     from videovlm.data.formats import VideoCaption
     from videovlm.models import VideoBertModel, load_pretrained, set_trainable
     from videovlm.train.data import MediaTextDataset
-    from videovlm.train.feature_cache_data import CachedFeatureVideoBert
     from videovlm.video.samplers import parse_sampler
 
     records = [VideoCaption(video_id=p.stem, video=p, caption=c, duration=None) for p, c in zip(videos, ["a red square", "a blue square", "a green square moves left"])]
@@ -182,7 +181,8 @@ def test_videobert_trains_from_cached_tower_features(tokenizer, videos, tmp_path
     online, data = model_and_data()
     with torch.no_grad():  # a codebook where the random frames fall into different words
         frames = torch.stack([data[(0, i)]["pixel_values"] for i in range(len(data))])
-        online.fit_visual_words(pixel_values=frames, iterations=5)
+        vectors = online.frame_vectors(frames)[0].flatten(0, 1)  # (P, D): the frames' own vectors as words
+        online.visual_words.copy_(vectors[torch.arange(online.config.num_visual_words) % len(vectors)])
     torch.manual_seed(5)
     online_losses = _train(online, data)
 
@@ -190,8 +190,8 @@ def test_videobert_trains_from_cached_tower_features(tokenizer, videos, tmp_path
     model.visual_words.copy_(online.visual_words)
     precompute(cache=FeatureCache(tmp_path / "cache"), namespace=model_namespace(model, ["vision"]), front=FrozenFront(model, ["vision"]),
                processor=model.processor, videos=videos, sampler=parse_sampler(SAMPLER), sampler_spec=SAMPLER)
-    model, (cached,) = use_cached_features(model=model, datasets=[data], cache_dir=tmp_path / "cache", trainable=["bert", "alignment_head"], on_miss="error")
-    assert isinstance(model, CachedFeatureVideoBert)
+    (cached,) = use_cached_features(model=model, datasets=[data], cache_dir=tmp_path / "cache", trainable=["bert", "alignment_head"], on_miss="error")
+    assert type(model) is VideoBertModel and cached.input_name == "frame_features"
     item = cached[(0, 0)]
     assert "pixel_values" not in item and item["frame_features"].shape == (3, 1, 64)  # (T, 1, D): the pooled feature per frame
     torch.manual_seed(5)
@@ -212,7 +212,7 @@ def test_stale_and_missing_entries_are_never_used(tokenizer, videos, tmp_path):
                processor=model.processor, videos=videos[:2], sampler=parse_sampler(SAMPLER), sampler_spec=SAMPLER)
 
     # Video 2 was never cached: reported (error) or recomputed (compute).
-    _, (strict,) = use_cached_features(model=model, datasets=[_base_dataset(model, videos)], cache_dir=tmp_path / "cache", trainable=PARTS, on_miss="error")
+    (strict,) = use_cached_features(model=model, datasets=[_base_dataset(model, videos)], cache_dir=tmp_path / "cache", trainable=PARTS, on_miss="error")
     strict[(0, 0)]
     with pytest.raises(FeatureCacheError, match=r"v2.mp4 frames .*not cached"):
         strict[(0, 2)]
@@ -222,10 +222,10 @@ def test_stale_and_missing_entries_are_never_used(tokenizer, videos, tmp_path):
     with torch.no_grad():
         next(stale.vision.parameters()).view(-1)[0] += 1e-3
     assert model_namespace(stale, ["vision"]).key != namespace.key
-    _, (strict,) = use_cached_features(model=stale, datasets=[_base_dataset(stale, videos)], cache_dir=tmp_path / "cache", trainable=PARTS, on_miss="error")
+    (strict,) = use_cached_features(model=stale, datasets=[_base_dataset(stale, videos)], cache_dir=tmp_path / "cache", trainable=PARTS, on_miss="error")
     with pytest.raises(FeatureCacheError, match="stale cache"):
         strict[(0, 0)]
-    _, (lenient,) = use_cached_features(model=stale, datasets=[_base_dataset(stale, videos)], cache_dir=tmp_path / "cache", trainable=PARTS, on_miss="compute")
+    (lenient,) = use_cached_features(model=stale, datasets=[_base_dataset(stale, videos)], cache_dir=tmp_path / "cache", trainable=PARTS, on_miss="compute")
     recomputed = lenient[(1, 0)]["frame_features"]
     online = _base_dataset(stale, videos)[(1, 0)]
     expected = FrozenFront(stale, ["vision"])(online["pixel_values"].unsqueeze(0))[0]
@@ -235,7 +235,7 @@ def test_stale_and_missing_entries_are_never_used(tokenizer, videos, tmp_path):
     # An edited video file (new size / mtime) is a different video.
     stat = videos[0].stat()
     os.utime(videos[0], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-    _, (strict,) = use_cached_features(model=model, datasets=[_base_dataset(model, videos)], cache_dir=tmp_path / "cache", trainable=PARTS, on_miss="error")
+    (strict,) = use_cached_features(model=model, datasets=[_base_dataset(model, videos)], cache_dir=tmp_path / "cache", trainable=PARTS, on_miss="error")
     with pytest.raises(FeatureCacheError, match="file changed"):
         strict[(0, 0)]
     os.utime(videos[0], ns=(stat.st_atime_ns, stat.st_mtime_ns))
@@ -245,19 +245,19 @@ def test_frozen_image_qformer_is_cached_too(tokenizer, videos, tmp_path):
     from videovlm.train.data import PadCollator
 
     online = _model(tokenizer, image_qformer=True)
-    model, (cached,) = use_cached_features(model=_model(tokenizer, image_qformer=True), datasets=[_base_dataset(online, videos)],
-                                           cache_dir=tmp_path, trainable=PARTS, on_miss="compute")
-    assert model.cached_parts == ("vision", "image_qformer")
+    model = _model(tokenizer, image_qformer=True)
+    (cached,) = use_cached_features(model=model, datasets=[_base_dataset(online, videos)], cache_dir=tmp_path, trainable=PARTS, on_miss="compute")
+    assert cached.namespace.parts == ("vision", "image_qformer") and cached.input_name == "query_features"
     item = cached[(0, 1)]
-    assert item["frame_features"].shape == (3, 2, 64)  # (T, Q, D): the image Q-Former's queries per frame
+    assert item["query_features"].shape == (3, 2, 64)  # (T, Q, D): the image Q-Former's queries per frame
     collate = PadCollator({"input_ids": tokenizer.pad_token_id})
     with torch.no_grad():
         from_cache = model(**collate([item]).inputs).loss
         on_the_fly = online.eval()(**collate([_base_dataset(online, videos)[(0, 1)]]).inputs).loss
     torch.testing.assert_close(from_cache, on_the_fly, rtol=1e-4, atol=1e-5)
     # The image Q-Former is trained: only the vision tower's output can be cached.
-    _, (partial,) = use_cached_features(model=_model(tokenizer, image_qformer=True), datasets=[_base_dataset(online, videos)],
-                                        cache_dir=tmp_path, trainable=[*PARTS, "image_qformer"], on_miss="compute")
+    (partial,) = use_cached_features(model=_model(tokenizer, image_qformer=True), datasets=[_base_dataset(online, videos)],
+                                     cache_dir=tmp_path, trainable=[*PARTS, "image_qformer"], on_miss="compute")
     assert partial[(0, 1)]["frame_features"].shape == (3, 5, 64)
 
 
@@ -294,7 +294,7 @@ def test_image_records_are_computed_once_and_match_the_tower(tokenizer, tmp_path
         return MediaTextDataset(records=records, media_path=lambda r: (r.image, False), encode=functools.partial(_encode, model.processor),
                                 sampler=SAMPLER, train=True, seed=0)
 
-    model, (images,) = use_cached_features(model=model, datasets=[base()], cache_dir=tmp_path / "cache", trainable=PARTS, on_miss="compute")
+    (images,) = use_cached_features(model=model, datasets=[base()], cache_dir=tmp_path / "cache", trainable=PARTS, on_miss="compute")
     item = images[(0, 0)]
     expected = model.vision(model.processor.frames_to_pixel_values(read_image(image)))[0]  # (1, N, D)
     assert item["frame_features"].shape == expected.shape and item["frame_mask"].tolist() == [True]
@@ -302,7 +302,7 @@ def test_image_records_are_computed_once_and_match_the_tower(tokenizer, tmp_path
     assert images[(1, 0)]["frame_features"] is item["frame_features"]  # computed once per run
     skipped = images[(0, 1)]
     assert isinstance(skipped, SkippedItem) and "broken.png" in skipped.path
-    _, (strict,) = use_cached_features(model=_model(tokenizer), datasets=[base()], cache_dir=tmp_path / "cache", trainable=PARTS, on_miss="error")
+    (strict,) = use_cached_features(model=_model(tokenizer), datasets=[base()], cache_dir=tmp_path / "cache", trainable=PARTS, on_miss="error")
     with pytest.raises(FeatureCacheError, match="red.png: an image record"):
         strict[(0, 0)]
 
@@ -381,11 +381,11 @@ def test_engine_hook_reads_the_recipe_keys(tokenizer, videos, tmp_path):
     config = validate(recipe, allowed_packages=allowed)
     model = _model(tokenizer)
     train_sets = [_base_dataset(model, videos)]
-    model, cached, val = apply_feature_cache(config=config, stage=config.stages[0], model=model, train_sets=train_sets, val_sets=[])
-    assert isinstance(model, CachedFeatureVideoLlama) and val == [] and cached[0].on_miss == "error"
+    cached, val = apply_feature_cache(config=config, stage=config.stages[0], model=model, train_sets=train_sets, val_sets=[])
+    assert val == [] and cached[0].on_miss == "error" and cached[0].input_name == "frame_features"
     assert cached[0].cache.directory == tmp_path / "cache" and cached[0].sampler_spec == SAMPLER
     online = validate({**recipe, "features": "online"}, allowed_packages=allowed)
     plain = _model(tokenizer)
-    assert apply_feature_cache(config=online, stage=online.stages[0], model=plain, train_sets=train_sets, val_sets=[])[1] is train_sets
+    assert apply_feature_cache(config=online, stage=online.stages[0], model=plain, train_sets=train_sets, val_sets=[])[0] is train_sets
     with pytest.raises(ConfigError, match="feature_cache.on_miss"):
         validate({**recipe, "feature_cache": {"on_miss": "sometimes"}}, allowed_packages=allowed)

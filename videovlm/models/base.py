@@ -259,10 +259,13 @@ def check_video_inputs(pixel_values: torch.Tensor, frame_mask: torch.Tensor | No
     return _checked_frames(pixel_values, frame_mask, max_frames=max_frames, name="pixel_values", layout="(B, T, C, H, W)", ndim=5)
 
 
-def check_frame_features(frame_features: torch.Tensor, frame_mask: torch.Tensor | None, *, max_frames: int) -> torch.Tensor:
-    """Validate cached tower output ``frame_features (B, T, N, D)`` (``features: cached``) the way
-    ``check_video_inputs`` validates pixels, and return the bool (B, T) frame mask."""
-    return _checked_frames(frame_features, frame_mask, max_frames=max_frames, name="frame_features", layout="(B, T, N, D)", ndim=4)
+def check_frame_features(
+    frame_features: torch.Tensor, frame_mask: torch.Tensor | None, *, max_frames: int, name: str = "frame_features"
+) -> torch.Tensor:
+    """Validate per-frame features ``(B, T, N, D)`` (a frozen front's output, e.g. from the
+    feature cache) the way ``check_video_inputs`` validates pixels, and return the bool (B, T)
+    frame mask. ``name``: the argument's name in error messages."""
+    return _checked_frames(frame_features, frame_mask, max_frames=max_frames, name=name, layout="(B, T, N, D)", ndim=4)
 
 
 def _checked_frames(video: torch.Tensor, frame_mask: torch.Tensor | None, *, max_frames: int, name: str, layout: str, ndim: int) -> torch.Tensor:

@@ -270,7 +270,8 @@ def videobert_base(
     *, bert: str = "bert-base-uncased", vision: str = "openai/clip-vit-base-patch32", num_visual_words: int = 4096
 ) -> VideoBertConfig:
     """VideoBERT with public checkpoints: bert-base-uncased + CLIP ViT-B/32 pooled frame
-    features quantised into ``num_visual_words`` visual words (fit with ``fit_visual_words``)."""
+    features quantised into ``num_visual_words`` visual words (fitted by the VideoBERT recipe's
+    hierarchical k-means, ``videovlm.recipes.videobert``)."""
     return VideoBertConfig(
         vision=VisionTowerConfig(pretrained=vision, select="pooled"),
         bert=LanguageModelConfig(kind="masked", pretrained=bert),

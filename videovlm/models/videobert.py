@@ -1,14 +1,15 @@
 """VideoBERT: BERT over ``[CLS] text [SEP] visual words [SEP]``.
 
 Each frame's pooled vision feature is quantised to the nearest of K centroids ("visual
-words", fitted by k-means with ``fit_visual_words``, as VideoBERT quantises S3D features);
+words", fitted by hierarchical k-means over training clips' features in the VideoBERT
+recipe, as VideoBERT quantises S3D features);
 word k has token id ``visual_word_offset + k`` in BERT's vocabulary, which is extended by K.
 Segment (token type) 0 is the text, 1 the video. Losses: masked LM over text and visual
 words, plus text-video alignment (a head on ``[CLS]``; in-batch mismatched pairs are the
 negatives). Helpers: ``score_candidates`` (template filling: which word fits ``[MASK]``)
 and ``alignment_score``.
 
-Batch keys: ``pixel_values``, ``frame_mask``, ``input_ids`` / ``attention_mask`` / ``labels``
+Batch keys: ``pixel_values`` (or ``frame_features``, the tower's cached output), ``frame_mask``, ``input_ids`` / ``attention_mask`` / ``labels``
 (from ``VideoBertProcessor``), optional ``alignment_labels (B,)`` (1 = text matches video).
 Parts: ``vision``, ``bert`` (with its MLM head), ``alignment_head``.
 """
@@ -28,6 +29,7 @@ from videovlm.models.base import (
     IGNORE_INDEX,
     VideoFamilyModel,
     check_family_config,
+    check_frame_features,
     check_sequence_length,
     check_video_inputs,
 )
@@ -104,7 +106,7 @@ class VideoBertModel(VideoFamilyModel):
         # New rows (the visual words) get the model's own init; mean-resizing would only log.
         self.bert.resize_token_embeddings(self.visual_word_offset + config.num_visual_words, mean_resizing=False)
         self.alignment_head = nn.Linear(self.bert.config.hidden_size, 1)
-        # Codebook of visual words; fitted by k-means (fit_visual_words), saved with the weights.
+        # Codebook of visual words; fitted by the recipe's hierarchical k-means, saved with the weights.
         self.register_buffer("visual_words", torch.randn(config.num_visual_words, self.vision.hidden_size))
         self.processor = self.build_processor(config, tokenizer=self.tokenizer, pixel=self.vision.pixel)
 
@@ -118,42 +120,26 @@ class VideoBertModel(VideoFamilyModel):
         )
 
     # -- visual words -------------------------------------------------------------------
-    def checked_frame_mask(self, pixel_values: torch.Tensor, frame_mask: torch.Tensor | None) -> torch.Tensor:
-        """The validated bool (B, T) frame mask of ``pixel_values (B, T, C, H, W)``."""
-        return check_video_inputs(pixel_values, frame_mask, max_frames=self.config.max_frames)
+    def frame_vectors(self, pixel_values=None, frame_mask=None, *, frame_features=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One float32 vector per frame (B, T, D) and the validated bool (B, T) frame mask, from
+        exactly one of ``pixel_values (B, T, C, H, W)`` and ``frame_features (B, T, N, D)`` (the
+        tower's output, e.g. from the feature cache): the tower's tokens averaged (one token
+        when pooled). Quantisation and k-means run in float32 whatever the tower's dtype."""
+        if (pixel_values is None) == (frame_features is None):
+            got = "both" if pixel_values is not None else "none"
+            raise ValueError(f"give exactly one of pixel_values (B, T, C, H, W) / frame_features (B, T, N, D); got {got}")
+        if frame_features is None:
+            frame_mask = check_video_inputs(pixel_values, frame_mask, max_frames=self.config.max_frames)
+            frame_features = self.vision(pixel_values)  # (B, T, N, D)
+        else:
+            frame_mask = check_frame_features(frame_features, frame_mask, max_frames=self.config.max_frames)
+        return frame_features.float().mean(dim=2), frame_mask  # (B, T, D), (B, T)
 
-    def frame_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """One float32 feature per frame (B, T, D): the tower's tokens averaged (one token when
-        pooled). Quantisation and k-means run in float32 whatever the tower's dtype."""
-        self.checked_frame_mask(pixel_values, None)
-        return self.vision(pixel_values).float().mean(dim=2)  # (B, T, D)
-
-    def visual_word_ids(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Token ids (B, T) of each frame's nearest visual word."""
-        features = self.frame_features(pixel_values)  # (B, T, D)
-        codebook = self.visual_words.float().unsqueeze(0).expand(features.shape[0], -1, -1)  # (B, K, D)
-        nearest = torch.cdist(features, codebook).argmin(-1)
+    def visual_word_ids(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Token ids (B, T) of each frame vector's (B, T, D) nearest visual word."""
+        codebook = self.visual_words.float().unsqueeze(0).expand(vectors.shape[0], -1, -1)  # (B, K, D)
+        nearest = torch.cdist(vectors, codebook).argmin(-1)
         return nearest + self.visual_word_offset  # (B, T)
-
-    @torch.no_grad()
-    def fit_visual_words(self, *, pixel_values: torch.Tensor, frame_mask: torch.Tensor | None = None, iterations: int = 25, seed: int = 0) -> float:
-        """k-means of the real frames' features into the codebook; returns the mean squared distance."""
-        features = self.frame_features(pixel_values)  # (B, T, D)
-        if frame_mask is not None:
-            features = features[frame_mask]
-        points = features.reshape(-1, features.shape[-1])  # (P, D)
-        k = self.config.num_visual_words
-        if points.shape[0] < k:
-            raise ValueError(f"pixel_values: {points.shape[0]} frames to fit {k} visual words; give at least {k}")
-        generator = torch.Generator().manual_seed(seed)
-        centroids = points[torch.randperm(points.shape[0], generator=generator)[:k]].clone()  # (K, D)
-        for _ in range(iterations):
-            assign = torch.cdist(points, centroids).argmin(1)  # (P,)
-            sums = torch.zeros_like(centroids).index_add_(0, assign, points)
-            counts = torch.bincount(assign, minlength=k).unsqueeze(1)  # (K, 1)
-            centroids = torch.where(counts > 0, sums / counts.clamp(min=1), centroids)  # empty clusters keep their centre
-        self.visual_words.copy_(centroids.to(self.visual_words.dtype))
-        return float(torch.cdist(points, centroids).min(1).values.pow(2).mean())
 
     # -- forward ------------------------------------------------------------------------
     def _sequence(self, input_ids, attention_mask, words, frame_mask):
@@ -195,11 +181,12 @@ class VideoBertModel(VideoFamilyModel):
         word_labels = torch.where(chosen_words, words, torch.full_like(words, IGNORE_INDEX))
         return corrupt(input_ids, chosen_text, 0, offset), corrupt(words, chosen_words, offset, offset + k), text_labels, word_labels
 
-    def forward(self, *, pixel_values, input_ids, attention_mask=None, labels=None, frame_mask=None, alignment_labels=None):
+    def forward(self, *, input_ids, pixel_values=None, frame_features=None, attention_mask=None, labels=None, frame_mask=None, alignment_labels=None):
+        """The video comes as exactly one of ``pixel_values`` and ``frame_features`` (see ``frame_vectors``)."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        frame_mask = self.checked_frame_mask(pixel_values, frame_mask)
-        words = self.visual_word_ids(pixel_values)  # (B, T)
+        vectors, frame_mask = self.frame_vectors(pixel_values, frame_mask, frame_features=frame_features)  # (B, T, D), (B, T)
+        words = self.visual_word_ids(vectors)  # (B, T)
         batch = input_ids.shape[0]
         if alignment_labels is None and labels is not None and batch > 1:
             # Negatives: a random half of the rows see the next row's video (VideoBERT's alignment task).
@@ -231,21 +218,24 @@ class VideoBertModel(VideoFamilyModel):
 
     # -- inference helpers --------------------------------------------------------------
     @torch.no_grad()
-    def alignment_score(self, *, pixel_values, input_ids, attention_mask=None, frame_mask=None) -> torch.Tensor:
+    def alignment_score(self, *, input_ids, pixel_values=None, frame_features=None, attention_mask=None, frame_mask=None) -> torch.Tensor:
         """Probability (B,) that each text describes its video."""
-        out = self(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask, frame_mask=frame_mask)
+        out = self(pixel_values=pixel_values, frame_features=frame_features, input_ids=input_ids, attention_mask=attention_mask, frame_mask=frame_mask)
         return torch.sigmoid(out.alignment_logits)
 
     @torch.no_grad()
-    def score_candidates(self, *, pixel_values, templates: Sequence[str], candidates: Sequence[str], frame_mask=None) -> torch.Tensor:
+    def score_candidates(
+        self, *, templates: Sequence[str], candidates: Sequence[str], pixel_values=None, frame_features=None, frame_mask=None
+    ) -> torch.Tensor:
         """Scores (B, C): mean log-probability of each candidate's word pieces filling the
-        ``[MASK]`` of ``templates[b]`` next to video b. Argmax over C answers the question."""
-        if len(templates) != pixel_values.shape[0]:
-            raise ValueError(f"templates: {len(templates)} templates for {pixel_values.shape[0]} videos")
+        ``[MASK]`` of ``templates[b]`` next to video b (``pixel_values`` or ``frame_features``).
+        Argmax over C answers the question."""
         if not candidates:
             raise ValueError("candidates: empty list")
-        frame_mask = self.checked_frame_mask(pixel_values, frame_mask)
-        words = self.visual_word_ids(pixel_values)  # (B, T)
+        vectors, frame_mask = self.frame_vectors(pixel_values, frame_mask, frame_features=frame_features)  # (B, T, D), (B, T)
+        if len(templates) != vectors.shape[0]:
+            raise ValueError(f"templates: {len(templates)} templates for {vectors.shape[0]} videos")
+        words = self.visual_word_ids(vectors)  # (B, T)
         items = [self.processor.fill(t, c, where=f"templates[{b}]") for b, t in enumerate(templates) for c in candidates]
         batch = {k: v.to(words.device) for k, v in self.processor.collate(items).items()}
         c = len(candidates)

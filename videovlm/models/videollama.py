@@ -31,6 +31,7 @@ from videovlm.models.base import (
     IGNORE_INDEX,
     VideoFamilyModel,
     check_family_config,
+    check_frame_features,
     check_video_inputs,
     splice_visual_tokens,
     to_module_dtype,
@@ -166,29 +167,44 @@ class VideoLlamaModel(VideoFamilyModel):
         )
 
     # -- forward ------------------------------------------------------------------------
-    def encode_video(self, pixel_values: torch.Tensor, frame_mask: torch.Tensor | None = None, **instruction: torch.Tensor):
-        """pixels (B, T, C, H, W) -> (video tokens in LLM space (B, M, D_llm), mask (B, M)).
+    def encode_video(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        frame_mask: torch.Tensor | None = None,
+        *,
+        frame_features: torch.Tensor | None = None,
+        query_features: torch.Tensor | None = None,
+        **instruction: torch.Tensor,
+    ):
+        """Video tokens in LLM space (B, M, D_llm) and their mask (B, M) from exactly one of:
+        ``pixel_values (B, T, C, H, W)``; ``frame_features (B, T, N, D_vis)``, the vision
+        tower's output (a feature cache of the frozen tower); ``query_features (B, T, Q, D_q)``,
+        the image Q-Former's output (a cache of a frozen tower and Q-Former). As transformers'
+        ``pixel_values`` / ``inputs_embeds``: each later input skips the parts before it.
         ``instruction``: ``instruction_ids`` / ``instruction_mask`` (B, L) for a temporal encoder
         that reads them (``reads_instruction``; the processor makes them), else nothing."""
-        frame_mask = check_video_inputs(pixel_values, frame_mask, max_frames=self.config.max_frames)
-        frame_tokens = self.vision(pixel_values)  # (B, T, N, D_vis)
-        return self.encode_frame_tokens(frame_tokens, frame_mask, **instruction)
-
-    def encode_frame_tokens(self, frame_tokens: torch.Tensor, frame_mask: torch.Tensor, *, image_qformer: bool = True, **instruction: torch.Tensor):
-        """The tower's frame tokens (B, T, N, D_vis) -> (video tokens (B, M, D_llm), mask (B, M));
-        ``image_qformer=False``: the tokens already went through the image Q-Former (a cache of it)."""
-        if self.image_qformer is not None and image_qformer:
-            frame_tokens = self.image_qformer(to_module_dtype(frame_tokens, self.image_qformer))  # (B, T, Q, D_q)
+        video, name = _one_video_input(pixel_values=pixel_values, frame_features=frame_features, query_features=query_features)
+        max_frames = self.config.max_frames
+        if name == "pixel_values":
+            frame_mask = check_video_inputs(video, frame_mask, max_frames=max_frames)
+            tokens = self.vision(video)  # (B, T, N, D_vis)
+        else:
+            frame_mask = check_frame_features(video, frame_mask, max_frames=max_frames, name=name)
+            tokens = video  # (B, T, N, D_vis) or (B, T, Q, D_q)
+        if name == "query_features" and self.image_qformer is None:
+            raise ValueError("query_features: this model has no image Q-Former (give frame_features, the vision tower's output)")
+        if self.image_qformer is not None and name != "query_features":
+            tokens = self.image_qformer(to_module_dtype(tokens, self.image_qformer))  # (B, T, Q, D_q)
         reads = getattr(self.video_qformer, "reads_instruction", False)
         if instruction and not reads:
             raise ValueError(f"instruction_ids given, but the temporal encoder {type(self.video_qformer).__name__} does not read an instruction")
-        video = self.video_qformer(to_module_dtype(frame_tokens, self.video_qformer), frame_mask, **instruction)  # (B, M, D_t), (B, M)
-        return self.projector(to_module_dtype(video.tokens, self.projector)), video.mask  # (B, M, D_llm), (B, M)
+        video_tokens = self.video_qformer(to_module_dtype(tokens, self.video_qformer), frame_mask, **instruction)  # (B, M, D_t), (B, M)
+        return self.projector(to_module_dtype(video_tokens.tokens, self.projector)), video_tokens.mask  # (B, M, D_llm), (B, M)
 
-    def _llm_inputs(self, pixel_values, input_ids, attention_mask, labels, frame_mask, instruction):
+    def _llm_inputs(self, video: dict[str, Any], input_ids, attention_mask, labels, frame_mask, instruction):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        visual, visual_mask = self.encode_video(pixel_values, frame_mask, **instruction)
+        visual, visual_mask = self.encode_video(frame_mask=frame_mask, **video, **instruction)
         text = self.llm.get_input_embeddings()(input_ids)  # (B, L, D_llm)
         embeds, mask, labels = splice_visual_tokens(
             text_embeds=text,
@@ -202,22 +218,36 @@ class VideoLlamaModel(VideoFamilyModel):
         return embeds, mask, labels
 
     def forward(
-        self, *, pixel_values, input_ids, attention_mask=None, labels=None, frame_mask=None, instruction_ids=None, instruction_mask=None, objective: str = "language_modeling"
+        self,
+        *,
+        input_ids,
+        pixel_values=None,
+        frame_features=None,
+        query_features=None,
+        attention_mask=None,
+        labels=None,
+        frame_mask=None,
+        instruction_ids=None,
+        instruction_mask=None,
+        objective: str = "language_modeling",
     ):
-        """``objective``: ``language_modeling`` (the LLM's next-token loss on ``labels``, the
-        paper's) or ``answer_readout`` (no LLM forward: see ``answer_readout``)."""
+        """The video comes as exactly one of ``pixel_values``, ``frame_features`` or
+        ``query_features`` (see ``encode_video``). ``objective``: ``language_modeling`` (the
+        LLM's next-token loss on ``labels``, the paper's) or ``answer_readout`` (no LLM forward:
+        see ``answer_readout``)."""
         instruction = _instruction(instruction_ids, instruction_mask)
+        video = {"pixel_values": pixel_values, "frame_features": frame_features, "query_features": query_features}
         if objective == "answer_readout":
-            return self.answer_readout(pixel_values=pixel_values, labels=labels, frame_mask=frame_mask, instruction=instruction)
+            return self.answer_readout(**video, labels=labels, frame_mask=frame_mask, instruction=instruction)
         if objective != "language_modeling":
             raise ValueError(f"objective: expected 'language_modeling' or 'answer_readout', got {objective!r}")
-        embeds, mask, labels = self._llm_inputs(pixel_values, input_ids, attention_mask, labels, frame_mask, instruction)
+        embeds, mask, labels = self._llm_inputs(video, input_ids, attention_mask, labels, frame_mask, instruction)
         # Positions count attended tokens only, as generate() does, so training and
         # generation agree for left padding and for masked (padded-frame) video tokens.
         position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)
         return self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, labels=labels)
 
-    def answer_readout(self, *, pixel_values, labels, frame_mask=None, instruction: dict[str, torch.Tensor]):
+    def answer_readout(self, *, labels, pixel_values=None, frame_features=None, query_features=None, frame_mask=None, instruction: dict[str, torch.Tensor]):
         """The LLM-free pretraining objective of the video Q-Former (the analogue of BLIP-2's
         stage 1, which trains its Q-Former against the frozen image encoder alone): each of the
         M video tokens, in the LLM's input space, is scored against the frozen LLM's output
@@ -242,7 +272,8 @@ class VideoLlamaModel(VideoFamilyModel):
             rows = (~answered.any(dim=1)).nonzero().flatten().tolist()
             raise ValueError(f"objective='answer_readout': batch row(s) {rows} have no answer token in labels")
         first_answer = labels.gather(1, answered.long().argmax(dim=1, keepdim=True)).squeeze(1)  # (B,)
-        visual, visual_mask = self.encode_video(pixel_values, frame_mask, **instruction)  # (B, M, D_llm), (B, M)
+        video = {"pixel_values": pixel_values, "frame_features": frame_features, "query_features": query_features}
+        visual, visual_mask = self.encode_video(frame_mask=frame_mask, **video, **instruction)  # (B, M, D_llm), (B, M)
         head = self.llm.get_output_embeddings()
         token_logits = head(to_module_dtype(visual, head)).float()  # (B, M, V)
         weights = visual_mask.to(token_logits.dtype)  # (B, M)
@@ -253,15 +284,37 @@ class VideoLlamaModel(VideoFamilyModel):
         return CausalLMOutput(loss=loss, logits=logits)
 
     @torch.no_grad()
-    def generate(self, *, pixel_values, input_ids, attention_mask=None, frame_mask=None, instruction_ids=None, instruction_mask=None, **generate_kwargs: Any):
+    def generate(
+        self,
+        *,
+        input_ids,
+        pixel_values=None,
+        frame_features=None,
+        query_features=None,
+        attention_mask=None,
+        frame_mask=None,
+        instruction_ids=None,
+        instruction_mask=None,
+        **generate_kwargs: Any,
+    ):
         """New token ids (B, L_new) from the LLM's ``generate`` on the spliced prompt (KV cache on).
         Prompts should be left-padded (``processor.collate(items, padding_side="left")``)."""
         instruction = _instruction(instruction_ids, instruction_mask)
-        embeds, mask, _ = self._llm_inputs(pixel_values, input_ids, attention_mask, None, frame_mask, instruction)
+        video = {"pixel_values": pixel_values, "frame_features": frame_features, "query_features": query_features}
+        embeds, mask, _ = self._llm_inputs(video, input_ids, attention_mask, None, frame_mask, instruction)
         return self.generate_with_language_model(inputs_embeds=embeds, attention_mask=mask, **generate_kwargs)
 
     def language_model(self) -> nn.Module:
         return self.llm
+
+
+def _one_video_input(**inputs: torch.Tensor | None) -> tuple[torch.Tensor, str]:
+    """The one video input given, and its name; none or several is an error naming them."""
+    given = [name for name, value in inputs.items() if value is not None]
+    if len(given) != 1:
+        names = " / ".join(inputs)
+        raise ValueError(f"give exactly one of {names}; got {', '.join(given) if given else 'none'}")
+    return inputs[given[0]], given[0]
 
 
 def _instruction(ids: torch.Tensor | None, mask: torch.Tensor | None) -> dict[str, torch.Tensor]:

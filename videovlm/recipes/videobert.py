@@ -48,7 +48,7 @@ def clip_features(model: VideoBertModel, videos: Sequence[Path], *, sampler: str
                 frames.append(reader.get_frames(list(sample.indices)).frames)  # (T, H, W, 3)
             groups.append(_clip_slices(sample))
         with torch.no_grad():
-            per_frame = model.frame_features(model.processor.frames_to_pixel_values(torch.stack(frames)))  # (B, T, D)
+            per_frame, _ = model.frame_vectors(model.processor.frames_to_pixel_values(torch.stack(frames)))  # (B, T, D)
         for row, slices in zip(per_frame, groups):
             features.extend(row[s].mean(0) for s in slices)
     return torch.stack(features)

@@ -161,7 +161,7 @@ class Trainer:
         processor = model_processor(model)
         train_sets = build_datasets(stage.data.train, processor=processor, train=True, seed=config.seed, allowed_packages=self.allowed_packages)
         val_sets = build_datasets(stage.data.val, processor=processor, train=False, seed=config.seed, allowed_packages=self.allowed_packages)
-        model, train_sets, val_sets = apply_feature_cache(config=config, stage=stage, model=model, train_sets=train_sets, val_sets=val_sets)
+        train_sets, val_sets = apply_feature_cache(config=config, stage=stage, model=model, train_sets=train_sets, val_sets=val_sets)
         train_set = MixedDataset(train_sets)
 
         params = [p for p in model.parameters() if p.requires_grad]
@@ -236,7 +236,7 @@ class Trainer:
             "stage": stage.name,
             "steps": stage.steps,
             # A training-time variant (e.g. the feature-cache one) names the class it saves as.
-            "model_class": class_path(getattr(model, "checkpoint_class", type(model))),
+            "model_class": class_path(type(model)),
             "eval_loss": eval_loss,
             "skipped": loop.skipped_total,
             "seen": loop.seen_total,

@@ -1,6 +1,6 @@
 """Training from the frozen-feature cache (``features: cached``): a dataset wrapper that
-serves cached frame features, the Video-LLaMA and VideoBERT variants that take them, and the
-one-call hook ``use_cached_features`` the training engine calls. The cache itself:
+serves cached frame features as the model input that takes them (``frame_features`` /
+``query_features``), and the one-call hook ``apply_feature_cache`` the training engine calls. The cache itself:
 ``feature_cache``."""
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ import torch
 from torch import nn
 
 from videovlm.models import VideoBertModel, VideoLlamaModel
-from videovlm.models.base import check_frame_features
-from videovlm.train.config import FeatureCacheConfig, cache_dir_of
+from videovlm.train.config import cache_dir_of
 from videovlm.train.feature_cache import (
     FeatureCache,
     FeatureCacheError,
@@ -35,8 +34,8 @@ OnMiss = Literal["compute", "error"]
 
 class CachedFeatureDataset(torch.utils.data.Dataset):
     """Wraps a ``videovlm.train.data.MediaTextDataset``: same records, sampler, seed and
-    per-item jitter, but items carry ``frame_features (T, N, D)`` from the cache instead of
-    ``pixel_values`` (no decoding when every frame is cached). The text side comes from the
+    per-item jitter, but items carry ``frame_features (T, N, D)`` (or ``query_features``, when
+    the image Q-Former is cached too: ``input_name``) from the cache instead of ``pixel_values`` (no decoding when every frame is cached). The text side comes from the
     family processor (``processor(record)``).
 
     A frame missing from the namespace (new video, edited file, other frozen weights) is
@@ -44,7 +43,17 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
     for the run) or stops training with the reason (``on_miss="error"``).
     """
 
-    def __init__(self, base, *, cache: FeatureCache, namespace: Namespace, processor, front: FrozenFront | None, on_miss: OnMiss = "compute"):
+    def __init__(
+        self,
+        base,
+        *,
+        cache: FeatureCache,
+        namespace: Namespace,
+        processor,
+        front: FrozenFront | None,
+        on_miss: OnMiss = "compute",
+        input_name: str = "frame_features",
+    ):
         for attribute in ("records", "media_path", "sampler", "seed", "train"):
             if not hasattr(base, attribute):
                 raise FeatureCacheError(f"features: cached wraps media datasets (videovlm.train.data.MediaTextDataset); {type(base).__name__} has no {attribute!r}")
@@ -52,7 +61,9 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
             raise FeatureCacheError(f"on_miss: expected 'compute' or 'error', got {on_miss!r}")
         if on_miss == "compute" and front is None:
             raise FeatureCacheError("on_miss='compute' needs the frozen front to recompute missing frames")
-        self.base, self.cache, self.namespace = base, cache, namespace
+        if input_name not in ("frame_features", "query_features"):
+            raise FeatureCacheError(f"input_name: expected 'frame_features' or 'query_features', got {input_name!r}")
+        self.base, self.cache, self.namespace, self.input_name = base, cache, namespace, input_name
         self.processor, self.front, self.on_miss = processor, front, on_miss
         self.pad_values = dict(getattr(base, "pad_values", {}))
         self.decode_size = getattr(base, "decode_size", None)
@@ -90,7 +101,7 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
         except (VideoDecodeError, OSError, ValueError) as error:
             return SkippedItem(index=index, path=str(path), reason=f"{type(error).__name__}: {error}")
         item = self.processor(record)
-        item["frame_features"] = features  # (T, N, D)
+        item[self.input_name] = features  # (T, N, D)
         item["frame_mask"] = torch.tensor(sample.valid, dtype=torch.bool)  # (T,)
         return item
 
@@ -109,7 +120,7 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
             except (OSError, ValueError) as error:
                 return SkippedItem(index=index, path=str(path), reason=f"{type(error).__name__}: {error}")
         item = self.processor(record)
-        item["frame_features"] = self.image_features[key]  # (1, N, D)
+        item[self.input_name] = self.image_features[key]  # (1, N, D)
         item["frame_mask"] = torch.ones(1, dtype=torch.bool)
         return item
 
@@ -132,77 +143,29 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
         return torch.stack([self.recomputed[(key, i)] for i in indices])
 
 
-def _one_video_input(pixel_values, frame_features, *, max_frames: int):
-    """``frame_features`` (checked to be (B, T, N, D)) when given, else ``pixel_values``: the
-    cached models take either, and tell them apart by their number of dimensions."""
-    if (pixel_values is None) == (frame_features is None):
-        raise ValueError("give exactly one of pixel_values (B, T, C, H, W) and frame_features (B, T, N, D)")
-    if frame_features is None:
-        return pixel_values
-    check_frame_features(frame_features, None, max_frames=max_frames)
-    return frame_features
+# The families that take cached features as an input (``frame_features`` / ``query_features``).
+CACHED_FAMILIES: tuple[type, ...] = (VideoLlamaModel, VideoBertModel)
 
 
-class CachedFeatureVideoLlama(VideoLlamaModel):
-    """Video-LLaMA that takes ``frame_features (B, T, N, D)`` (the cached output of its
-    frozen front) in place of ``pixel_values (B, T, C, H, W)``. Saved and loaded exactly
-    like ``VideoLlamaModel`` (same config, same weights)."""
-
-    cached_parts: tuple[str, ...] = ("vision",)
-    checkpoint_class = VideoLlamaModel  # what the next stage loads the saved weights with
-
-    def forward(self, *, input_ids, pixel_values=None, frame_features=None, **kwargs):
-        return super().forward(input_ids=input_ids, pixel_values=_one_video_input(pixel_values, frame_features, max_frames=self.config.max_frames), **kwargs)
-
-    def encode_video(self, pixel_values, frame_mask=None, **instruction):
-        if pixel_values.ndim != 4:  # pixels: the full path
-            return super().encode_video(pixel_values, frame_mask, **instruction)
-        tokens = pixel_values  # (B, T, N, D) cached frame features
-        frame_mask = check_frame_features(tokens, frame_mask, max_frames=self.config.max_frames)
-        return self.encode_frame_tokens(tokens, frame_mask, image_qformer="image_qformer" not in self.cached_parts, **instruction)
+def cached_input_name(parts: Sequence[str]) -> str:
+    """The model input the cache feeds: the image Q-Former's output (``query_features``) when
+    it is cached too, else the vision tower's (``frame_features``)."""
+    return "query_features" if "image_qformer" in parts else "frame_features"
 
 
-class CachedFeatureVideoBert(VideoBertModel):
-    """VideoBERT that takes ``frame_features (B, T, N, D)`` (its frozen tower's cached output)
-    in place of ``pixel_values``; each frame is still quantised to its nearest visual word, so
-    training sees the same tokens. Saved and loaded exactly like ``VideoBertModel``."""
-
-    cached_parts: tuple[str, ...] = ("vision",)
-    checkpoint_class = VideoBertModel
-
-    def forward(self, *, input_ids, pixel_values=None, frame_features=None, **kwargs):
-        return super().forward(input_ids=input_ids, pixel_values=_one_video_input(pixel_values, frame_features, max_frames=self.config.max_frames), **kwargs)
-
-    def checked_frame_mask(self, pixel_values, frame_mask):
-        if pixel_values.ndim != 4:  # pixels: the full path
-            return super().checked_frame_mask(pixel_values, frame_mask)
-        return check_frame_features(pixel_values, frame_mask, max_frames=self.config.max_frames)
-
-    def frame_features(self, pixel_values):
-        if pixel_values.ndim != 4:
-            return super().frame_features(pixel_values)
-        self.checked_frame_mask(pixel_values, None)
-        return pixel_values.float().mean(dim=2)  # (B, T, D), as the tower's tokens are averaged on the full path
-
-
-# Which cached variant each family trains as (same modules, new methods).
-CACHED_VARIANTS: dict[type, type] = {VideoLlamaModel: CachedFeatureVideoLlama, VideoBertModel: CachedFeatureVideoBert}
-
-
-def use_cached_features(*, model: nn.Module, datasets: Sequence, cache_dir: str | Path, trainable: Sequence[str] | None, on_miss: OnMiss = "compute"):
-    """The training engine's hook for ``features: cached``: returns (model, datasets) where the
-    model reads ``frame_features`` and each dataset serves them from ``cache_dir``.
+def use_cached_features(*, model: nn.Module, datasets: Sequence, cache_dir: str | Path, trainable: Sequence[str] | None, on_miss: OnMiss = "compute") -> list:
+    """The training engine's hook for ``features: cached``: each dataset, wrapped to serve the
+    frozen front's output from ``cache_dir`` under the model input that takes it
+    (``frame_features`` or ``query_features``). The model itself is unchanged.
 
     Call it after the stage's trainable parts are set and before the model is wrapped by
     DeepSpeed (the frozen weights are hashed here, while every rank holds them whole)."""
-    variant = next((cached for family, cached in CACHED_VARIANTS.items() if isinstance(model, family)), None)
-    if variant is None:
-        names = ", ".join(family.__name__ for family in CACHED_VARIANTS)
+    if not isinstance(model, CACHED_FAMILIES):
+        names = ", ".join(family.__name__ for family in CACHED_FAMILIES)
         raise FeatureCacheError(f"features: cached supports {names} (a frozen vision front); got {type(model).__name__}")
     parts = cached_parts(model, trainable)
-    # Same modules, new methods: the model keeps its weights, config, freezing and processor.
-    model.__class__ = variant
-    model.cached_parts = parts
+    if "image_qformer" in parts and not isinstance(model, VideoLlamaModel):
+        raise FeatureCacheError(f"features: cached: {type(model).__name__} has no image Q-Former to cache")
     front = copy.deepcopy(FrozenFront(model, parts)).eval() if on_miss == "compute" else None
     cache = FeatureCache(cache_dir)
     namespaces: dict[Any, Namespace] = {}  # per decode size (the frozen weights are hashed once each)
@@ -211,18 +174,21 @@ def use_cached_features(*, model: nn.Module, datasets: Sequence, cache_dir: str 
         size = getattr(ds, "decode_size", None)
         if size not in namespaces:
             namespaces[size] = model_namespace(model, parts, decode_size=size)
-        wrapped.append(CachedFeatureDataset(ds, cache=cache, namespace=namespaces[size], processor=model.processor, front=front, on_miss=on_miss))
-    return model, wrapped
+        wrapped.append(
+            CachedFeatureDataset(
+                ds, cache=cache, namespace=namespaces[size], processor=model.processor, front=front, on_miss=on_miss, input_name=cached_input_name(parts)
+            )
+        )
+    return wrapped
 
 
-def apply_feature_cache(*, config, stage, model, train_sets: list, val_sets: list):
+def apply_feature_cache(*, config, stage, model, train_sets: list, val_sets: list) -> tuple[list, list]:
     """``use_cached_features`` driven by the recipe's ``features`` / ``feature_cache`` keys
-    (``videovlm.train.config.FeatureCacheConfig``): returns (model, train_sets, val_sets), unchanged
+    (``videovlm.train.config.FeatureCacheConfig``): returns (train_sets, val_sets), unchanged
     for ``features: online``. The engine calls this once per stage, before DeepSpeed."""
-    if getattr(config, "features", "online") != "cached":
-        return model, train_sets, val_sets
-    settings = getattr(config, "feature_cache", None) or FeatureCacheConfig()
-    model, wrapped = use_cached_features(
-        model=model, datasets=[*train_sets, *val_sets], cache_dir=cache_dir_of(config), trainable=stage.trainable, on_miss=settings.on_miss
+    if config.features != "cached":
+        return train_sets, val_sets
+    wrapped = use_cached_features(
+        model=model, datasets=[*train_sets, *val_sets], cache_dir=cache_dir_of(config), trainable=stage.trainable, on_miss=config.feature_cache.on_miss
     )
-    return model, wrapped[: len(train_sets)], wrapped[len(train_sets) :]
+    return wrapped[: len(train_sets)], wrapped[len(train_sets) :]
