@@ -36,6 +36,7 @@ from typing import Any, Literal
 import yaml
 
 from videovlm.components import COMPONENT_KEY, ComponentError, find_forbidden_keys, is_component, resolve_component
+from videovlm.models.configs import ConfigReader, describe
 from videovlm.train.instantiate import DEFAULT_ALLOWED_PACKAGES, WIDEN_HINT
 
 Component = dict[str, Any]  # a mapping with a ``_component_`` dotted path plus keyword arguments
@@ -218,90 +219,34 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
 
 
 # --------------------------------------------------------------------------------------
-# Typed conversion with key paths
+# Typed conversion with key paths: the model configs' converter plus the recipe's rules
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+class RecipeReader(ConfigReader):
+    """``videovlm.models.configs.ConfigReader`` with what recipes add: ``Path`` values (a path
+    string), ``_must_exist`` fields, finite numbers, and the wording a recipe's author reads
+    (the allowed keys in schema order, each wrong value with its type)."""
 
+    def unknown_key(self, cls: type, fields: list[str]) -> str:
+        return f"unknown key (allowed: {', '.join(fields)})"
 
-def _convert(value: Any, tp: Any, path: str, problems: list[str]) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        candidates = [a for a in args if a is not type(None)]
-        for candidate in candidates:
-            trial: list[str] = []
-            converted = _convert(value, candidate, path, trial)
-            if not trial:
-                return converted
-        problems.append(f"{path}: expected {' or '.join(_type_name(a) for a in args)}, got {type(value).__name__} {value!r}")
-        return value
-    if origin is Literal:
-        if value not in args:
-            problems.append(f"{path}: expected one of {list(args)}, got {value!r}")
-        return value
-    if origin is list:
-        if not isinstance(value, list):
-            problems.append(f"{path}: expected a list, got {type(value).__name__} {value!r}")
-            return value
-        return [_convert(item, args[0], f"{path}[{i}]", problems) for i, item in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            problems.append(f"{path}: expected a mapping, got {type(value).__name__} {value!r}")
-        return value
-    if dataclasses.is_dataclass(tp):
-        return _build_dataclass(tp, value, path, problems)
-    if tp is Path:
-        if not isinstance(value, (str, Path)):
-            problems.append(f"{path}: expected a path string, got {type(value).__name__} {value!r}")
-            return value
-        return Path(value)
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            problems.append(f"{path}: expected a number, got {type(value).__name__} {value!r}")
-            return value
-        if not math.isfinite(value):
-            problems.append(f"{path}: expected a finite number, got {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            problems.append(f"{path}: expected an integer, got {type(value).__name__} {value!r}")
-        return value
-    if tp in (str, bool):
-        if not isinstance(value, tp):
-            problems.append(f"{path}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
-        return value
-    raise TypeError(f"config schema uses an unsupported type {tp!r} at {path}")
+    def mismatch(self, expected: type, value: Any) -> str:
+        return f"expected {'an integer' if expected is int else expected.__name__}, got {describe(value)}"
 
+    def convert(self, tp: Any, value: Any, where: str) -> Any:
+        if tp is Path:
+            if not isinstance(value, (str, Path)):
+                self.problem(where, f"expected a path string, got {describe(value)}")
+                return value
+            return Path(value)
+        converted = super().convert(tp, value, where)
+        if tp is float and isinstance(converted, float) and not math.isfinite(converted):
+            self.problem(where, f"expected a finite number, got {value!r}")
+        return converted
 
-def _build_dataclass(cls: type, value: Any, path: str, problems: list[str]) -> Any:
-    prefix = f"{path}." if path else ""
-    if not isinstance(value, dict):
-        problems.append(f"{path or '<top level>'}: expected a mapping, got {type(value).__name__} {value!r}")
-        return None
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key in value:
-        if key not in fields:
-            problems.append(f"{prefix}{key}: unknown key (allowed: {', '.join(fields)})")
-    kwargs: dict[str, Any] = {}
-    for name, spec in fields.items():
-        if name in value:
-            converted = _convert(value[name], hints[name], prefix + name, problems)
-            if spec.metadata.get("must_exist") and isinstance(converted, Path) and not converted.exists():
-                problems.append(f"{prefix}{name}: file not found: {converted}")
-            kwargs[name] = converted
-        elif spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
-            problems.append(f"{prefix}{name}: missing required key")
-    try:
-        return cls(**kwargs)
-    except TypeError:  # a required key is missing: already reported above
-        return None
+    def check_field(self, field: dataclasses.Field, value: Any, where: str) -> None:
+        if field.metadata.get("must_exist") and isinstance(value, Path) and not value.exists():
+            self.problem(where, f"file not found: {value}")
 
 
 # --------------------------------------------------------------------------------------
@@ -378,10 +323,7 @@ def _check_argument(value: Any, hint: Any, path: str, problems: list[str]) -> No
     if is_component(value):
         return  # built at run time; checked above
     found: list[str] = []
-    try:
-        _convert(value, hint, path, found)
-    except TypeError:  # an annotation this schema does not model
-        return
+    RecipeReader(found).convert(hint, value, path)  # an annotation it does not model passes
     problems.extend(found)
     if not found and _is_path_type(hint) and isinstance(value, (str, Path)) and not Path(value).exists():
         problems.append(f"{path}: file not found: {value}")
@@ -409,7 +351,7 @@ def validate(
         f"{key}: not allowed in a recipe (videovlm never runs code shipped with a checkpoint)"
         for key in find_forbidden_keys(data)
     ]
-    config = _build_dataclass(TrainConfig, dict(data), "", problems)
+    config = RecipeReader(problems).read(TrainConfig, dict(data))
     if config is None:
         raise ConfigError(problems, source=source)
     types_ok = not problems  # range checks below compare values, so they need the right types
