@@ -34,7 +34,8 @@ def main() -> None:
 
     from videovlm.data.formats import read_annotations_jsonl, read_qa_json, read_webvid_csv
     from videovlm.eval.normalize import normalize_answer
-    from videovlm.models.processing import ChatTemplateConfig, Turn, encode_chat
+    from videovlm.models.processing import Turn
+    from videovlm.models.videollama import ChatTemplateConfig, encode_chat
 
     tokenizer = AutoTokenizer.from_pretrained(args.llm)
     model = LlamaForCausalLM.from_pretrained(args.llm).eval()

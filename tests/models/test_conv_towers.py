@@ -45,7 +45,7 @@ from videovlm.models.pixels import (
     pixel_config_from_processor_dict,
 )
 from videovlm.models.temporal.base import TemporalEncoder, split_patch_grid
-from videovlm.models.videollama import build_temporal_encoder
+from videovlm.models.temporal.spec import build_temporal_encoder
 from videovlm.models.videoofa import FrameAdapterConfig
 
 from .conftest import conv_vision, qa_and_caption_batch, tiny_conv_config

@@ -193,7 +193,7 @@ def test_bert_and_bart_families_from_checkpoints(tokenizer, frames, tmp_path):
 
     from videovlm.data.formats import VideoCaption
     from videovlm.models import LanguageModelConfig, VideoBertModel, VideoOFAModel
-    from videovlm.models.presets import _tiny_vision, tiny_bart_config, tiny_bert_config
+    from videovlm.models.presets import tiny_bart_config, tiny_bert_config, tiny_vision
 
     torch.manual_seed(0)
     bert = BertForMaskedLM(tiny_bert_config(tokenizer=tokenizer))
@@ -201,10 +201,10 @@ def test_bert_and_bart_families_from_checkpoints(tokenizer, frames, tmp_path):
     for name, lm in (("bert", bert), ("bart", bart)):
         lm.save_pretrained(tmp_path / name)
         tokenizer.save_pretrained(tmp_path / name)
-    video_bert = VideoBertModel(VideoBertConfig(vision=_tiny_vision(None, select="pooled"), bert=LanguageModelConfig(kind="masked", pretrained=str(tmp_path / "bert")), num_visual_words=4))
+    video_bert = VideoBertModel(VideoBertConfig(vision=tiny_vision(None, select="pooled"), bert=LanguageModelConfig(kind="masked", pretrained=str(tmp_path / "bert")), num_visual_words=4))
     assert video_bert.tokenizer.get_vocab() == tokenizer.get_vocab()
     assert torch.equal(video_bert.bert.bert.embeddings.word_embeddings.weight[: len(tokenizer)], bert.bert.embeddings.word_embeddings.weight)
-    ofa = VideoOFAModel(VideoOFAConfig(vision=_tiny_vision(None), seq2seq=LanguageModelConfig(kind="seq2seq", pretrained=str(tmp_path / "bart"))))
+    ofa = VideoOFAModel(VideoOFAConfig(vision=tiny_vision(None), seq2seq=LanguageModelConfig(kind="seq2seq", pretrained=str(tmp_path / "bart"))))
     assert torch.equal(ofa.seq2seq.model.encoder.layers[0].fc1.weight, bart.model.encoder.layers[0].fc1.weight)
     record = VideoCaption("v", tmp_path / "v.mp4", "a red circle moves to the left.", 2.0)
     for family in (video_bert, ofa):
@@ -264,3 +264,17 @@ def test_video_inputs_exactly_one(tokenizer, frames):
     plain = tiny_videollama(tokenizer=tokenizer)
     with pytest.raises(ValueError, match="query_features: this model has no image Q-Former"):
         plain.encode_video(query_features=queries)
+
+
+def test_processors_load_themselves_by_family(tokenizer, tmp_path):
+    """Each processor class reads its own family's saved folder; ``load_processor`` picks the
+    class by ``model_type``; another family's folder is refused by name."""
+    from videovlm.models import ModelConfigError, VideoBertProcessor, VideoLlamaProcessor, load_processor
+    from videovlm.models.presets import tiny_videobert
+
+    tiny_videobert(tokenizer=tokenizer).save_pretrained(tmp_path)
+    assert type(load_processor(tmp_path)) is VideoBertProcessor
+    processor = VideoBertProcessor.from_pretrained(tmp_path)
+    assert processor.template.qa == "{question} answer: [MASK]" and processor.max_frames == 16
+    with pytest.raises(ModelConfigError, match="holds a 'videobert' model, whose processor is not a VideoLlamaProcessor"):
+        VideoLlamaProcessor.from_pretrained(tmp_path)

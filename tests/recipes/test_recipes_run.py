@@ -49,7 +49,7 @@ def test_videollama_tiny_trains_and_matches_golden_losses(videollama_run):
     assert [r.name for r in results] == ["readout", "instruct"]
     # Trained from cached features, saved (and named for the next stage) as a plain Video-LLaMA.
     marker = json.loads((results[0].final_dir / STAGE_MARKER).read_text())
-    assert marker["model_class"] == "videovlm.models.videollama.VideoLlamaModel"
+    assert marker["model_class"] == "videovlm.models.videollama.modeling.VideoLlamaModel"
     for stage, golden in GOLDEN_VIDEOLLAMA.items():
         got = losses(config.output_dir / stage)
         assert len(got) == 2 and all(torch.isfinite(torch.tensor(got)))

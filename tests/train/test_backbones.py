@@ -133,7 +133,8 @@ def test_grounded_chat_corpus_matches_the_video_llama_template(tokenizer, tmp_pa
     """The LLM's chat corpus renders a question exactly as VideoLlamaProcessor renders the same
     turn with the caption where <video> goes, so the frozen LLM pretrains on its real template."""
     from videovlm.models.pixels import PixelConfig
-    from videovlm.models.processing import ChatTemplateConfig, Turn, VideoLlamaProcessor
+    from videovlm.models.processing import Turn
+    from videovlm.models.videollama import ChatTemplateConfig, VideoLlamaProcessor
     from videovlm.train.backbones import ChatCorpusDataset, grounded_chat_texts
 
     split = tmp_path / "train"
@@ -177,7 +178,7 @@ def test_scene_chat_is_fresh_grounded_and_labels_answers_only(tokenizer):
     from videovlm.data.synthetic.captions import DESCRIBE_PROMPTS
     from videovlm.data.synthetic.scene import SceneConfig
     from videovlm.data.synthetic.vocabulary import SHAPES
-    from videovlm.models.processing import ChatTemplateConfig, encode_chat
+    from videovlm.models.videollama import ChatTemplateConfig, encode_chat
     from videovlm.train.backbones import SceneChatDataset
 
     draft = SceneChatDataset(processor=TextProcessor(tokenizer, objective="causal"), seed=3, min_objects=2, describe_share=1.0)

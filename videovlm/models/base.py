@@ -7,6 +7,7 @@ tokenizer files (``AutoTokenizer.from_pretrained(folder)`` works on it). No pick
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -34,9 +35,10 @@ class VideoFamilyModel(nn.Module, ABC):
     """Base of ``VideoBertModel``, ``VideoOFAModel`` and ``VideoLlamaModel``.
 
     Subclasses set ``MODEL_TYPE``, ``CONFIG_CLASS``, ``PROCESSOR_CLASS``, ``PART_NAMES``
-    (top-level parts for freezing, in order) and ``DEFAULT_TRAINABLE`` (the paper's pattern), implement
-    ``__init__(config, *, tokenizer)`` and ``saved_config()`` (a config that rebuilds the
-    model offline, with checkpoints replaced by their transformers config dicts).
+    (top-level parts for freezing, in order), ``DEFAULT_TRAINABLE`` (the paper's pattern) and
+    ``LANGUAGE_FIELD`` (the config field of the language model), implement
+    ``__init__(config, *, tokenizer)`` (with ``self.vision`` and ``self.processor``) and
+    ``language_model()``, and may add fields to ``saved_fields()``.
     """
 
     MODEL_TYPE: ClassVar[str]
@@ -44,27 +46,11 @@ class VideoFamilyModel(nn.Module, ABC):
     PROCESSOR_CLASS: ClassVar[type]
     PART_NAMES: ClassVar[tuple[str, ...]]
     DEFAULT_TRAINABLE: ClassVar[tuple[str, ...]]
+    LANGUAGE_FIELD: ClassVar[str]
 
     def __init__(self):
         super().__init__()
         self._frozen_parts: tuple[str, ...] = ()
-
-    @classmethod
-    def build_processor(cls, config: Any, *, tokenizer, pixel: Any = None):
-        """The family's processor. ``pixel`` comes from the built vision tower; without it, from
-        the config (a saved config always carries the tower's pixel settings)."""
-        return cls.PROCESSOR_CLASS(
-            tokenizer=tokenizer,
-            pixel=pixel if pixel is not None else require_pixel_settings(config.vision),
-            max_frames=config.max_frames,
-            template=config.template,
-            **cls.processor_options(config),
-        )
-
-    @classmethod
-    def processor_options(cls, config: Any) -> dict[str, Any]:
-        """Family-specific keyword arguments of the processor, from the config (none by default)."""
-        return {}
 
     # -- parts and freezing -------------------------------------------------------------
     def parts(self) -> dict[str, nn.Module]:
@@ -143,9 +129,24 @@ class VideoFamilyModel(nn.Module, ABC):
         model.eval()
         return model
 
-    @abstractmethod
     def saved_config(self) -> Any:
-        """A config that rebuilds the model offline (checkpoint names replaced by configs)."""
+        """A config that rebuilds the model offline: the vision tower and the language model
+        (``LANGUAGE_FIELD``) with their checkpoint names replaced by their transformers config
+        dicts, no tokenizer source (the tokenizer is saved beside it), plus ``saved_fields()``."""
+        from videovlm.models.language import saved_language_config, unwrap_lora
+
+        language = saved_language_config(getattr(self.config, self.LANGUAGE_FIELD), unwrap_lora(self.language_model()))
+        return dataclasses.replace(
+            self.config,
+            vision=self.vision.saved_config(self.config.vision),
+            tokenizer=None,
+            **{self.LANGUAGE_FIELD: language},
+            **self.saved_fields(),
+        )
+
+    def saved_fields(self) -> dict[str, Any]:
+        """Family config fields whose saved value differs from the built one (none by default)."""
+        return {}
 
 
 def unshared_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -1,7 +1,8 @@
-"""Processors: typed records or strings -> input_ids / attention_mask / labels, frames -> pixels.
+"""What the family processors share: typed records or strings -> input_ids / attention_mask /
+labels, frames -> pixels.
 
-One per family (``VideoLlamaProcessor``, ``VideoOFAProcessor``, ``VideoBertProcessor``). An
-item is a dict of 1-D tensors (``input_ids``, ``attention_mask``, ``labels``) plus
+One processor per family, in its folder (``videollama/processing.py``, ``videoofa/``,
+``videobert/``), each a ``FamilyProcessor``. An item is a dict of 1-D tensors (``input_ids``, ``attention_mask``, ``labels``) plus
 ``pixel_values`` ``(T, C, H, W)`` when frames are given; ``collate`` pads a list of items into a
 batch with ``frame_mask (B, T)``. Settings live in the family config, so a processor is saved
 and loaded with its model (``Processor.from_pretrained(folder)`` reads the same folder).
@@ -11,14 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from videovlm.models.base import IGNORE_INDEX
+from videovlm.models.base import IGNORE_INDEX, load_saved_tokenizer, read_config_json, require_pixel_settings
+from videovlm.models.configs import ModelConfigError, config_from_dict
 from videovlm.models.pixels import PixelConfig, frames_to_pixel_values
-from videovlm.models.tokenizer import ASSISTANT_MARKER, HUMAN_MARKER, IMAGE_TOKEN, VIDEO_TOKEN
+from videovlm.models.tokenizer import IMAGE_TOKEN, VIDEO_TOKEN
 
 
 class ProcessorError(ValueError):
@@ -68,13 +71,48 @@ def strip_placeholders(text: str) -> str:
 
 
 class FamilyProcessor:
-    """Shared pixel preprocessing, frame-count checks and collation."""
+    """Shared pixel preprocessing, frame-count checks and collation. A family's processor
+    sets ``MODEL_TYPE`` and ``CONFIG_CLASS`` (its config dataclass, whose ``template`` field
+    holds the text settings) and takes ``tokenizer``, ``pixel``, ``max_frames`` and
+    ``template`` (plus ``options_from_config``) as keyword arguments."""
+
+    MODEL_TYPE: ClassVar[str]
+    CONFIG_CLASS: ClassVar[type]
 
     def __init__(self, *, tokenizer, pixel: PixelConfig, max_frames: int, max_length: int):
         self.tokenizer = tokenizer
         self.pixel = pixel
         self.max_frames = max_frames
         self.max_length = max_length
+
+    @classmethod
+    def from_config(cls, config: Any, *, tokenizer, pixel: PixelConfig | None = None):
+        """The processor of a family config. ``pixel`` comes from the built vision tower;
+        without it, from the config (a saved config always carries the tower's pixel settings)."""
+        return cls(
+            tokenizer=tokenizer,
+            pixel=pixel if pixel is not None else require_pixel_settings(config.vision),
+            max_frames=config.max_frames,
+            template=config.template,
+            **cls.options_from_config(config),
+        )
+
+    @classmethod
+    def options_from_config(cls, config: Any) -> dict[str, Any]:
+        """Family-specific keyword arguments of the processor, from the config (none by default)."""
+        return {}
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path):
+        """The processor saved with a model (``save_pretrained``): the tokenizer files plus the
+        processor settings in config.json. Builds only the text/pixel side (no weights are read)."""
+        directory = Path(directory)
+        data = read_config_json(directory)
+        model_type = data.get("model_type")
+        if model_type != cls.MODEL_TYPE:
+            raise ModelConfigError(f"{directory}: holds a {model_type!r} model, whose processor is not a {cls.__name__}")
+        config = config_from_dict(cls.CONFIG_CLASS, data, where=str(directory / "config.json"))
+        return cls.from_config(config, tokenizer=load_saved_tokenizer(directory))
 
     def frames_to_pixel_values(self, frames) -> torch.Tensor:
         """uint8 ``(T, H, W, 3)`` or ``(B, T, H, W, 3)`` -> float ``(B, T, C, H, W)``."""
@@ -142,125 +180,3 @@ def _pad_1d(values: Sequence[torch.Tensor], pad: int, side: str) -> torch.Tensor
     if side == "right":
         return pad_sequence(list(values), batch_first=True, padding_value=pad)
     return pad_sequence([v.flip(0) for v in values], batch_first=True, padding_value=pad).flip(1)
-
-
-@dataclass
-class ChatTemplateConfig:
-    """The Video-LLaMA conversation template, token for token::
-
-        <s>{system}###Human: <video> {question}###Assistant: {answer}</s>###Human: ...
-
-    (Video-LLaMA writes ``<Video><ImageHere></Video>``; here ``<video>`` / ``<image>`` is the
-    one placeholder the model replaces by its visual tokens.) Only the answers and their
-    closing ``</s>`` are trained; the system text, human turns and markers get label -100.
-
-    Fields: system (text before the first turn, may be empty), human_marker,
-    assistant_marker, video_prompt / image_prompt (human turn for caption records),
-    max_length (tokens before splicing the visual tokens).
-    """
-
-    system: str = ""
-    human_marker: str = HUMAN_MARKER
-    assistant_marker: str = ASSISTANT_MARKER
-    video_prompt: str = f"{VIDEO_TOKEN} describe the video briefly."
-    image_prompt: str = f"{IMAGE_TOKEN} describe the image briefly."
-    max_length: int = 256
-
-
-def encode_chat(tokenizer, template: ChatTemplateConfig, turns: Sequence[Turn], *, where: str, generation: bool = False) -> tuple[list[int], list[int]]:
-    """Token ids and labels (-100 except the answers and their ``</s>``) of a conversation in
-    the Video-LLaMA template; ``generation`` ends with the assistant marker. The one encoding of
-    the template: the processor's, and the tiny LLM's chat pretraining (so the two agree token
-    for token)."""
-
-    def text_ids(text: str) -> list[int]:
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    ids = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    ids += text_ids(template.system) if template.system else []
-    labels = [IGNORE_INDEX] * len(ids)
-    for i, turn in enumerate(turns):
-        if turn.role == "human":
-            piece = text_ids(f"{template.human_marker} {turn.text}") + text_ids(template.assistant_marker)
-            ids += piece
-            labels += [IGNORE_INDEX] * len(piece)
-        elif turn.role == "gpt":
-            if i == 0:
-                raise ProcessorError(f"{where}: turn 0 is a gpt turn; conversations start with a human turn")
-            piece = text_ids(f" {turn.text}") + [tokenizer.eos_token_id]
-            ids += piece
-            labels += piece
-        else:
-            raise ProcessorError(f"{where}: turn {i} has role {turn.role!r} (expected human or gpt)")
-    if generation and (not turns or turns[-1].role != "human"):
-        raise ProcessorError(f"{where}: a generation prompt must end with a human turn")
-    return ids, labels
-
-
-class VideoLlamaProcessor(FamilyProcessor):
-    """Chat-template processor of Video-LLaMA (see ``ChatTemplateConfig``).
-
-    With ``instruction=True`` (a model whose temporal encoder reads the instruction, e.g.
-    ``InstructVideoQFormer``) every item also carries ``instruction_ids`` / ``instruction_mask``:
-    ``<s>`` + the human turns' text without the placeholder, at most ``max_instruction_tokens``
-    tokens (a longer instruction is an error naming the record)."""
-
-    def __init__(
-        self,
-        *,
-        tokenizer,
-        pixel: PixelConfig,
-        max_frames: int,
-        template: ChatTemplateConfig,
-        instruction: bool = False,
-        max_instruction_tokens: int = 64,
-    ):
-        super().__init__(tokenizer=tokenizer, pixel=pixel, max_frames=max_frames, max_length=template.max_length)
-        self.template = template
-        self.instruction = instruction
-        self.max_instruction_tokens = max_instruction_tokens
-
-    def with_instruction(self, item: dict[str, torch.Tensor], turns: Sequence[Turn], *, where: str) -> dict[str, torch.Tensor]:
-        """``item`` plus the instruction inputs of ``turns`` when this processor makes them."""
-        if not self.instruction:
-            return item
-        text = " ".join(strip_placeholders(t.text) for t in turns if t.role == "human")
-        ids = [self.tokenizer.bos_token_id, *self._ids(text)]
-        if len(ids) > self.max_instruction_tokens:
-            raise ProcessorError(f"{where}: instruction of {len(ids)} tokens, more than max_instruction_tokens={self.max_instruction_tokens}")
-        item["instruction_ids"] = torch.tensor(ids, dtype=torch.long)
-        item["instruction_mask"] = torch.ones(len(ids), dtype=torch.long)
-        return item
-
-    @classmethod
-    def from_pretrained(cls, directory) -> VideoLlamaProcessor:
-        from videovlm.models.io import load_processor
-
-        return load_processor(directory, expected=cls)
-
-    def encode_turns(self, turns: Sequence[Turn], *, where: str, generation: bool = False) -> tuple[list[int], list[int]]:
-        """Token ids and labels of a conversation; ``generation`` ends with the assistant marker."""
-        return encode_chat(self.tokenizer, self.template, turns, where=where, generation=generation)
-
-    def __call__(self, record: Any, frames=None) -> dict[str, torch.Tensor]:
-        """A training item from a record (labels -100 except the answers), or a generation
-        prompt from a plain question string."""
-        if isinstance(record, str):
-            return self.prompt(record, frames)
-        record_id, _, turns = record_turns(
-            record, video_prompt=self.template.video_prompt, image_prompt=self.template.image_prompt
-        )
-        ids, labels = self.encode_turns(turns, where=f"record {record_id}")
-        item = self._item(ids, labels, frames, where=f"record {record_id}")
-        return self.with_instruction(item, turns, where=f"record {record_id}")
-
-    def prompt(self, question: str, frames=None, *, media: str = "video") -> dict[str, torch.Tensor]:
-        """A generation prompt for one question; the placeholder is prepended if absent."""
-        if media not in ("video", "image"):
-            raise ProcessorError(f"media: expected 'video' or 'image', got {media!r}")
-        placeholder = VIDEO_TOKEN if media == "video" else IMAGE_TOKEN
-        if VIDEO_TOKEN not in question and IMAGE_TOKEN not in question:
-            question = f"{placeholder} {question}"
-        turns = [Turn("human", question)]
-        ids, _ = self.encode_turns(turns, where="prompt", generation=True)
-        return self.with_instruction(self._item(ids, None, frames, where="prompt"), turns, where="prompt")

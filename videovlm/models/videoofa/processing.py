@@ -11,41 +11,22 @@ labels: ``target </s>``. Task instructions (OFA style, one template per task):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from videovlm.models.pixels import PixelConfig
+from videovlm.models.videoofa.configuration import VideoOFAConfig, OFATemplateConfig
 from videovlm.models.processing import FamilyProcessor, ProcessorError, record_turns, strip_placeholders
 
 
-@dataclass
-class OFATemplateConfig:
-    """Fields: the instruction per task (``{question}`` / ``{caption}`` are filled in),
-    yes/no answers, max_length (encoder text tokens) and max_target_length (decoder tokens)."""
-
-    qa: str = "{question}"
-    video_caption: str = "what does the video describe?"
-    image_caption: str = "what does the image describe?"
-    matching: str = 'does the video describe " {caption} "?'
-    frame_order: str = "are the frames of the video in order?"
-    yes: str = "yes"
-    no: str = "no"
-    max_length: int = 128
-    max_target_length: int = 64
-
-
 class VideoOFAProcessor(FamilyProcessor):
+    MODEL_TYPE = "videoofa"
+    CONFIG_CLASS = VideoOFAConfig
+
     def __init__(self, *, tokenizer, pixel: PixelConfig, max_frames: int, template: OFATemplateConfig):
         super().__init__(tokenizer=tokenizer, pixel=pixel, max_frames=max_frames, max_length=template.max_length)
         self.template = template
-
-    @classmethod
-    def from_pretrained(cls, directory) -> VideoOFAProcessor:
-        from videovlm.models.io import load_processor
-
-        return load_processor(directory, expected=cls)
 
     def encode(self, instruction: str, target: str | None, frames=None, *, where: str) -> dict[str, torch.Tensor]:
         """An item from an instruction and its target (None for a generation prompt)."""

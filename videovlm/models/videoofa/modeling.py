@@ -15,8 +15,6 @@ Parts: ``vision``, ``temporal`` (adapter + frame embedding), ``seq2seq``. The de
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -27,29 +25,16 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from videovlm.models.base import (
     VideoFamilyModel,
-    check_family_config,
     check_sequence_length,
     check_video_inputs,
     to_module_dtype,
 )
 from videovlm.models.configs import ModelConfigError
-from videovlm.models.language import LanguageModelConfig, build_language_model, saved_language_config
-from videovlm.models.processing_ofa import OFATemplateConfig, VideoOFAProcessor
+from videovlm.models.language import build_language_model
+from videovlm.models.videoofa.configuration import FrameAdapterConfig, VideoOFAConfig
+from videovlm.models.videoofa.processing import VideoOFAProcessor
 from videovlm.models.tokenizer import load_tokenizer
-from videovlm.models.vision import VisionTower, VisionTowerConfig
-
-
-@dataclass
-class FrameAdapterConfig:
-    """Fields:
-    spatial_pool: average-pool the patch grid by this stride per frame (1 = keep all patches;
-        2 turns CLIP's 7x7 grid into 4x4), which shortens the encoder sequence T times over.
-        The first token (CLIP's CLS, a conv tower's pooled vector) is kept unpooled.
-    dropout: dropout on the visual tokens.
-    """
-
-    spatial_pool: int = 1
-    dropout: float = 0.0
+from videovlm.models.vision import VisionTower
 
 
 class FrameAdapter(nn.Module):
@@ -93,35 +78,13 @@ class FrameAdapter(nn.Module):
         return self.dropout(rearrange(x, "b t n d -> b (t n) d")), mask  # (B, T*N', D), (B, T*N')
 
 
-@dataclass
-class VideoOFAConfig:
-    """Fields:
-    vision: the vision tower. seq2seq: the encoder-decoder LM (``kind`` must be ``seq2seq``).
-    temporal: the visual adapter / frame embedding. template: task instructions of the processor.
-    max_frames: most frames per sample. tokenizer: tokenizer source when none is passed
-    (None = the seq2seq checkpoint). model_type: always ``videoofa``.
-    """
-
-    vision: VisionTowerConfig
-    seq2seq: LanguageModelConfig
-    temporal: FrameAdapterConfig = field(default_factory=FrameAdapterConfig)
-    template: OFATemplateConfig = field(default_factory=OFATemplateConfig)
-    max_frames: int = 8
-    tokenizer: str | None = None
-    model_type: str = "videoofa"
-
-    def __post_init__(self):
-        check_family_config(
-            family="VideoOFA", lm_field="seq2seq", lm_kind=self.seq2seq.kind, expected_kind="seq2seq", max_frames=self.max_frames
-        )
-
-
 class VideoOFAModel(VideoFamilyModel):
     MODEL_TYPE = "videoofa"
     CONFIG_CLASS = VideoOFAConfig
     PROCESSOR_CLASS = VideoOFAProcessor
     PART_NAMES = ("vision", "temporal", "seq2seq")
     DEFAULT_TRAINABLE = ("temporal", "seq2seq")
+    LANGUAGE_FIELD = "seq2seq"
 
     def __init__(self, config: VideoOFAConfig, *, tokenizer=None):
         super().__init__()
@@ -136,15 +99,7 @@ class VideoOFAModel(VideoFamilyModel):
             max_frames=config.max_frames,
             has_cls=self.vision.has_cls and self.vision.select == "all",
         )
-        self.processor = self.build_processor(config, tokenizer=self.tokenizer, pixel=self.vision.pixel)
-
-    def saved_config(self) -> VideoOFAConfig:
-        return dataclasses.replace(
-            self.config,
-            vision=self.vision.saved_config(self.config.vision),
-            seq2seq=saved_language_config(self.config.seq2seq, self.seq2seq),
-            tokenizer=None,
-        )
+        self.processor = self.PROCESSOR_CLASS.from_config(config, tokenizer=self.tokenizer, pixel=self.vision.pixel)
 
     def encoder_inputs(self, pixel_values, input_ids, attention_mask=None, frame_mask=None):
         """Encoder embeddings (B, T*N' + L, D) and mask: visual tokens first, then the text."""

@@ -16,9 +16,9 @@ Parts: ``vision``, ``bert`` (with its MLM head), ``alignment_head``.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,54 +28,15 @@ from transformers.utils import ModelOutput
 from videovlm.models.base import (
     IGNORE_INDEX,
     VideoFamilyModel,
-    check_family_config,
     check_frame_features,
     check_sequence_length,
     check_video_inputs,
 )
-from videovlm.models.configs import ModelConfigError
-from videovlm.models.language import LanguageModelConfig, build_language_model, saved_language_config
-from videovlm.models.processing_bert import BertTemplateConfig, VideoBertProcessor
+from videovlm.models.language import build_language_model
+from videovlm.models.videobert.configuration import VideoBertConfig
+from videovlm.models.videobert.processing import VideoBertProcessor
 from videovlm.models.tokenizer import load_tokenizer
-from videovlm.models.vision import VisionTower, VisionTowerConfig
-
-
-@dataclass
-class VideoBertConfig:
-    """Fields:
-    vision: the vision tower (``select="pooled"`` gives one feature per frame: CLIP's pooled
-        CLS, or a conv tower's pooled vector, ConvNeXt's LayerNorm'd global average of its
-        last feature map or ResNet's global average).
-    bert: the masked LM (``kind`` must be ``masked``).
-    num_visual_words: K, the codebook size (VideoBERT: 20736 from hierarchical k-means).
-    mlm_probability: share of text pieces and visual words masked during training.
-    alignment_weight: weight of the alignment loss next to the MLM loss.
-    template: the QA fill-in template of the processor.
-    max_frames: most frames (= visual words) per sample.
-    visual_word_offset: id of visual word 0 (None = the tokenizer's size, set when saving).
-    tokenizer: tokenizer source when none is passed (None = the BERT checkpoint).
-    model_type: always ``videobert``.
-    """
-
-    vision: VisionTowerConfig
-    bert: LanguageModelConfig
-    num_visual_words: int = 256
-    mlm_probability: float = 0.15
-    alignment_weight: float = 1.0
-    template: BertTemplateConfig = field(default_factory=BertTemplateConfig)
-    max_frames: int = 16
-    visual_word_offset: int | None = None
-    tokenizer: str | None = None
-    model_type: str = "videobert"
-
-    def __post_init__(self):
-        check_family_config(
-            family="VideoBERT", lm_field="bert", lm_kind=self.bert.kind, expected_kind="masked", max_frames=self.max_frames
-        )
-        if self.num_visual_words < 2:
-            raise ModelConfigError(f"num_visual_words: must be >= 2, got {self.num_visual_words}")
-        if not 0.0 < self.mlm_probability < 1.0:
-            raise ModelConfigError(f"mlm_probability: must be in (0, 1), got {self.mlm_probability}")
+from videovlm.models.vision import VisionTower
 
 
 @dataclass
@@ -93,6 +54,7 @@ class VideoBertModel(VideoFamilyModel):
     PROCESSOR_CLASS = VideoBertProcessor
     PART_NAMES = ("vision", "bert", "alignment_head")
     DEFAULT_TRAINABLE = ("bert", "alignment_head")
+    LANGUAGE_FIELD = "bert"
     EVAL_MASK_SEED = 1234  # eval-mode masking is fixed so validation losses are comparable
 
     def __init__(self, config: VideoBertConfig, *, tokenizer=None):
@@ -108,16 +70,10 @@ class VideoBertModel(VideoFamilyModel):
         self.alignment_head = nn.Linear(self.bert.config.hidden_size, 1)
         # Codebook of visual words; fitted by the recipe's hierarchical k-means, saved with the weights.
         self.register_buffer("visual_words", torch.randn(config.num_visual_words, self.vision.hidden_size))
-        self.processor = self.build_processor(config, tokenizer=self.tokenizer, pixel=self.vision.pixel)
+        self.processor = self.PROCESSOR_CLASS.from_config(config, tokenizer=self.tokenizer, pixel=self.vision.pixel)
 
-    def saved_config(self) -> VideoBertConfig:
-        return dataclasses.replace(
-            self.config,
-            vision=self.vision.saved_config(self.config.vision),
-            bert=saved_language_config(self.config.bert, self.bert),
-            visual_word_offset=self.visual_word_offset,
-            tokenizer=None,
-        )
+    def saved_fields(self) -> dict[str, Any]:
+        return {"visual_word_offset": self.visual_word_offset}
 
     # -- visual words -------------------------------------------------------------------
     def frame_vectors(self, pixel_values=None, frame_mask=None, *, frame_features=None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,39 +7,27 @@ targets, and at test time ``score_candidates`` fills the ``[MASK]`` with each ca
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from videovlm.models.base import IGNORE_INDEX
 from videovlm.models.pixels import PixelConfig
+from videovlm.models.videobert.configuration import VideoBertConfig, BertTemplateConfig
 from videovlm.models.processing import FamilyProcessor, ProcessorError, strip_placeholders
 
 MASK = "[MASK]"
 
 
-@dataclass
-class BertTemplateConfig:
-    """Fields: qa (the fill-in template; ``{question}`` is filled, ``[MASK]`` marks the answer),
-    max_length (text tokens including ``[CLS]`` / ``[SEP]``)."""
-
-    qa: str = "{question} answer: [MASK]"
-    max_length: int = 64
-
-
 class VideoBertProcessor(FamilyProcessor):
+    MODEL_TYPE = "videobert"
+    CONFIG_CLASS = VideoBertConfig
+
     def __init__(self, *, tokenizer, pixel: PixelConfig, max_frames: int, template: BertTemplateConfig):
         super().__init__(tokenizer=tokenizer, pixel=pixel, max_frames=max_frames, max_length=template.max_length)
         self.template = template
         if MASK not in template.qa:
             raise ProcessorError(f"template.qa: {template.qa!r} has no {MASK} where the answer goes")
-
-    @classmethod
-    def from_pretrained(cls, directory) -> VideoBertProcessor:
-        from videovlm.models.io import load_processor
-
-        return load_processor(directory, expected=cls)
 
     def text(self, text: str, frames=None, *, where: str = "text") -> dict[str, torch.Tensor]:
         """Masked-LM item: every text word piece is a target the model may mask."""

@@ -21,7 +21,6 @@ The paper's pattern trains the frame positions, the video Q-Former and the proje
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -30,87 +29,22 @@ from torch import nn
 from videovlm.models.base import (
     IGNORE_INDEX,
     VideoFamilyModel,
-    check_family_config,
     check_frame_features,
     check_video_inputs,
     splice_visual_tokens,
     to_module_dtype,
 )
-from videovlm.models.configs import ModelConfigError, resolve_temporal_encoder_class
 from videovlm.models.language import (
-    LanguageModelConfig,
-    LoraSettings,
     apply_lora,
     build_language_model,
-    saved_language_config,
-    unwrap_lora,
 )
-from videovlm.models.processing import ChatTemplateConfig, VideoLlamaProcessor
-from videovlm.models.projector import Projector, ProjectorConfig
-from videovlm.models.qformer import ImageQFormer, ImageQFormerConfig
+from videovlm.models.projector import Projector
+from videovlm.models.qformer import ImageQFormer
 from videovlm.models.tokenizer import IMAGE_TOKEN, VIDEO_TOKEN, load_tokenizer, token_id
-from videovlm.models.vision import VisionTower, VisionTowerConfig
-
-DEFAULT_TEMPORAL = {"_component_": "videovlm.models.temporal.VideoQFormer", "num_queries": 32, "max_frames": 32}
-
-
-@dataclass
-class VideoLlamaConfig:
-    """Fields:
-    vision: the vision tower (checkpoint or config; ViT-style or convolutional, see above).
-    llm: the causal LM (``kind`` must be ``causal``).
-    temporal: the temporal encoder: ``{"_component_": "videovlm.models.temporal.VideoQFormer",
-        **its keyword arguments}``; ``input_dim`` is filled in from the frame tokens.
-    image_qformer: optional BLIP-2 image Q-Former per frame (None = patch tokens go straight in).
-    projector: map from the temporal encoder's output width to the LLM's hidden size.
-    lora: LoRA on the LLM (None = no adapters).
-    template: the conversation template and prompt texts of the processor.
-    max_frames: most frames per sample the model accepts.
-    tokenizer: hub id / folder of the tokenizer when none is passed (None = the LLM checkpoint).
-    model_type: always ``videollama`` (lets ``load_pretrained`` pick the family).
-    """
-
-    vision: VisionTowerConfig
-    llm: LanguageModelConfig
-    temporal: dict = field(default_factory=lambda: dict(DEFAULT_TEMPORAL))
-    image_qformer: ImageQFormerConfig | None = None
-    projector: ProjectorConfig = field(default_factory=ProjectorConfig)
-    lora: LoraSettings | None = None
-    template: ChatTemplateConfig = field(default_factory=ChatTemplateConfig)
-    max_frames: int = 8
-    tokenizer: str | None = None
-    model_type: str = "videollama"
-
-    def __post_init__(self):
-        check_family_config(
-            family="Video-LLaMA", lm_field="llm", lm_kind=self.llm.kind, expected_kind="causal", max_frames=self.max_frames
-        )
-        if "_component_" not in self.temporal:
-            raise ModelConfigError("temporal._component_: missing (dotted path of a temporal encoder class)")
-
-
-def build_temporal_encoder(spec: dict, *, input_dim: int, vocab_size: int | None = None, where: str = "temporal") -> nn.Module:
-    """Instantiate ``spec['_component_']`` with the spec's kwargs, the frame-token width and, for
-    an encoder that reads the instruction, the tokenizer's vocabulary size."""
-    cls = resolve_temporal_encoder_class(spec["_component_"], where=f"{where}._component_")
-    kwargs = {k: v for k, v in spec.items() if k != "_component_"}
-    if kwargs.setdefault("input_dim", input_dim) != input_dim:
-        raise ModelConfigError(f"{where}.input_dim: {kwargs['input_dim']} but the frame tokens are {input_dim}-d")
-    if getattr(cls, "reads_instruction", False) and vocab_size is not None:
-        if kwargs.setdefault("vocab_size", vocab_size) != vocab_size:
-            raise ModelConfigError(f"{where}.vocab_size: {kwargs['vocab_size']} but the tokenizer has {vocab_size} tokens")
-    try:
-        return cls.from_config(kwargs) if hasattr(cls, "from_config") else cls(**kwargs)
-    except (TypeError, ValueError) as e:
-        raise ModelConfigError(f"{where}: {e}") from e
-
-
-def temporal_spec(encoder: nn.Module) -> dict:
-    """The ``_component_`` dict that rebuilds ``encoder`` exactly."""
-    cls = type(encoder)
-    path = cls.component_path() if hasattr(cls, "component_path") else f"{cls.__module__}.{cls.__name__}"
-    return {"_component_": path, **encoder.config_dict()}
-
+from videovlm.models.temporal.spec import build_temporal_encoder, temporal_spec
+from videovlm.models.videollama.configuration import VideoLlamaConfig
+from videovlm.models.videollama.processing import VideoLlamaProcessor
+from videovlm.models.vision import VisionTower
 
 class VideoLlamaModel(VideoFamilyModel):
     MODEL_TYPE = "videollama"
@@ -118,6 +52,7 @@ class VideoLlamaModel(VideoFamilyModel):
     PROCESSOR_CLASS = VideoLlamaProcessor
     PART_NAMES = ("vision", "image_qformer", "frame_position", "video_qformer", "projector", "llm")
     DEFAULT_TRAINABLE = ("frame_position", "video_qformer", "projector")
+    LANGUAGE_FIELD = "llm"
 
     def __init__(self, config: VideoLlamaConfig, *, tokenizer=None):
         super().__init__()
@@ -137,34 +72,18 @@ class VideoLlamaModel(VideoFamilyModel):
             token_id(self.tokenizer, VIDEO_TOKEN, where="tokenizer"),
             token_id(self.tokenizer, IMAGE_TOKEN, where="tokenizer"),
         )
-        self.processor = self.build_processor(config, tokenizer=self.tokenizer, pixel=self.vision.pixel)
-
-    @classmethod
-    def processor_options(cls, config: VideoLlamaConfig) -> dict[str, Any]:
-        """The processor also makes the instruction inputs when the temporal encoder reads them."""
-        encoder = resolve_temporal_encoder_class(config.temporal["_component_"], where="temporal._component_")
-        if not getattr(encoder, "reads_instruction", False):
-            return {}
-        longest = config.temporal.get("max_instruction_tokens", encoder.config_class.max_instruction_tokens)
-        return {"instruction": True, "max_instruction_tokens": int(longest)}
+        self.processor = self.PROCESSOR_CLASS.from_config(config, tokenizer=self.tokenizer, pixel=self.vision.pixel)
 
     @property
     def frame_position(self) -> nn.Module | None:
         """The temporal encoder's learned frame embedding (None for encoders without one, e.g. mean)."""
         return getattr(self.video_qformer, "frame_position", None)
 
-    def saved_config(self) -> VideoLlamaConfig:
+    def saved_fields(self) -> dict[str, Any]:
         qformer = self.config.image_qformer
         if qformer is not None:
             qformer = dataclasses.replace(qformer, pretrained=None, hf_config=self.image_qformer.qformer.config.to_dict())
-        return dataclasses.replace(
-            self.config,
-            vision=self.vision.saved_config(self.config.vision),
-            llm=saved_language_config(self.config.llm, unwrap_lora(self.llm)),
-            temporal=temporal_spec(self.video_qformer),
-            image_qformer=qformer,
-            tokenizer=None,
-        )
+        return {"temporal": temporal_spec(self.video_qformer), "image_qformer": qformer}
 
     # -- forward ------------------------------------------------------------------------
     def encode_video(
