@@ -23,7 +23,8 @@ from videovlm.models.presets import (
     videoofa_base,
 )
 from videovlm.models.videobert import VideoBertModel
-from videovlm.models.videollama import VideoLlamaModel, temporal_spec
+from videovlm.models.temporal.spec import temporal_spec
+from videovlm.models.videollama import VideoLlamaModel
 from videovlm.models.videoofa import VideoOFAModel
 
 

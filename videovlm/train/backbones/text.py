@@ -241,7 +241,7 @@ class SceneChatDataset(Dataset):
         max_length: int = 256,
     ):
         from videovlm.data.synthetic.scene import SceneConfig
-        from videovlm.models.processing import ChatTemplateConfig
+        from videovlm.models.videollama import ChatTemplateConfig
 
         if processor.objective != "causal":
             raise ValueError(f"SceneChatDataset: needs a causal LM (objective 'causal'), got {processor.objective!r}")
@@ -281,7 +281,7 @@ class SceneChatDataset(Dataset):
         return turns
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
-        from videovlm.models.processing import encode_chat
+        from videovlm.models.videollama import encode_chat
 
         epoch, index = key
         ids, labels = encode_chat(self.processor.tokenizer, self.template, self.turns(epoch, index), where=f"chat item {key}")
