@@ -46,7 +46,6 @@ from videovlm.models.pixels import (
 )
 from videovlm.models.temporal.base import TemporalEncoder, split_patch_grid
 from videovlm.models.temporal.spec import build_temporal_encoder
-from videovlm.models.videoofa import FrameAdapterConfig
 
 from .conftest import conv_vision, qa_and_caption_batch, tiny_conv_config
 
@@ -212,7 +211,7 @@ def _family(name: str, tokenizer, vision: VisionTowerConfig):
         config = VideoLlamaConfig(vision=vision, llm=micro_language("causal", tokenizer), temporal=temporal, image_qformer=qformer, max_frames=8)
         return VideoLlamaModel(config, tokenizer=tokenizer)
     if name == "videoofa":
-        config = VideoOFAConfig(vision=vision, seq2seq=micro_language("seq2seq", tokenizer), temporal=FrameAdapterConfig(spatial_pool=2))
+        config = VideoOFAConfig(vision=vision, seq2seq=micro_language("seq2seq", tokenizer), temporal={"_component_": "videovlm.models.temporal.SpatialPool", "stride": 2, "keep_cls_token": True})
         return VideoOFAModel(config, tokenizer=tokenizer)
     vision.select = "pooled"
     return VideoBertModel(VideoBertConfig(vision=vision, bert=micro_language("masked", tokenizer), num_visual_words=4, max_frames=8), tokenizer=tokenizer)

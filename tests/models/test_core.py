@@ -226,7 +226,7 @@ def test_families_run_in_bfloat16(tokenizer, frames):
 
     record = VideoCaption("v", Path("v.mp4"), "a red circle moves to the left.", 2.0)
     for build in (tiny_videollama, tiny_videoofa, tiny_videobert):
-        model = build(tokenizer=tokenizer).to(torch.bfloat16)
+        model = build(tokenizer=tokenizer).to(torch.bfloat16).eval()  # eval: VideoBERT's masking is seeded
         batch = model.processor.collate([model.processor(record, frames=frames[:2])] * 2)
         assert batch["pixel_values"].dtype == torch.float32
         loss = model(**batch).loss

@@ -16,7 +16,7 @@ from videovlm.models.qformer import ImageQFormerConfig
 from videovlm.models.tokenizer import DEFAULT_SPECIAL_TOKENS, train_tokenizer
 from videovlm.models.videobert import BertTemplateConfig, VideoBertConfig, VideoBertModel, VideoBertProcessor
 from videovlm.models.videollama import ChatTemplateConfig, VideoLlamaConfig, VideoLlamaModel, VideoLlamaProcessor
-from videovlm.models.videoofa import FrameAdapterConfig, OFATemplateConfig, VideoOFAConfig, VideoOFAModel, VideoOFAProcessor
+from videovlm.models.videoofa import OFATemplateConfig, VideoOFAConfig, VideoOFAModel, VideoOFAProcessor
 from videovlm.models.vision import VisionTower, VisionTowerConfig
 
 __all__ = [
@@ -24,7 +24,6 @@ __all__ = [
     "IGNORE_INDEX",
     "BertTemplateConfig",
     "ChatTemplateConfig",
-    "FrameAdapterConfig",
     "ImageQFormerConfig",
     "LanguageModelConfig",
     "LoraSettings",

@@ -99,11 +99,12 @@ def videollama_convnext_7b_model(
 
 
 def tiny_videoofa_model(
-    *, tokenizer: Path, vision: Path | None = None, seq2seq: Path | None = None, spatial_pool: int = 1, max_frames: int = 8
+    *, tokenizer: Path, vision: Path | None = None, seq2seq: Path | None = None, temporal: nn.Module | dict | None = None, max_frames: int = 8
 ) -> VideoOFAModel:
-    """Tiny VideoOFA: tiny CLIP tower + tiny BART (pretrained backbone folders or fresh)."""
+    """Tiny VideoOFA: tiny CLIP tower + tiny BART (pretrained backbone folders or fresh);
+    ``temporal``: any temporal encoder spec, as for Video-LLaMA (default: ``SpatialPool``, stride 1)."""
     return tiny_videoofa(
-        tokenizer=str(tokenizer), vision=_folder(vision), seq2seq=_folder(seq2seq), spatial_pool=spatial_pool, max_frames=max_frames
+        tokenizer=str(tokenizer), vision=_folder(vision), seq2seq=_folder(seq2seq), temporal=_temporal(temporal), max_frames=max_frames
     )
 
 

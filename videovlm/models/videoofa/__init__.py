@@ -7,8 +7,8 @@ adapter: ``videovlm.qa.families.OFAAnswerer``; recipes: ``recipes/videoofa/``.
 
 from __future__ import annotations
 
-from videovlm.models.videoofa.configuration import FrameAdapterConfig, OFATemplateConfig, VideoOFAConfig
+from videovlm.models.videoofa.configuration import OFATemplateConfig, VideoOFAConfig
 from videovlm.models.videoofa.modeling import VideoOFAModel
 from videovlm.models.videoofa.processing import VideoOFAProcessor
 
-__all__ = ["FrameAdapterConfig", "OFATemplateConfig", "VideoOFAConfig", "VideoOFAModel", "VideoOFAProcessor"]
+__all__ = ["OFATemplateConfig", "VideoOFAConfig", "VideoOFAModel", "VideoOFAProcessor"]

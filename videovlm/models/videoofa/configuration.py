@@ -1,10 +1,11 @@
-"""VideoOFA's configuration: the family config, its visual adapter and the task instructions of its processor."""
+"""VideoOFA's configuration: the family config and the task instructions of its processor."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from videovlm.models.base import check_family_config
+from videovlm.models.configs import ModelConfigError
 from videovlm.models.language import LanguageModelConfig
 from videovlm.models.vision import VisionTowerConfig
 
@@ -25,31 +26,28 @@ class OFATemplateConfig:
     max_target_length: int = 64
 
 
-@dataclass
-class FrameAdapterConfig:
-    """Fields:
-    spatial_pool: average-pool the patch grid by this stride per frame (1 = keep all patches;
-        2 turns CLIP's 7x7 grid into 4x4), which shortens the encoder sequence T times over.
-        The first token (CLIP's CLS, a conv tower's pooled vector) is kept unpooled.
-    dropout: dropout on the visual tokens.
-    """
-
-    spatial_pool: int = 1
-    dropout: float = 0.0
+# LLaVA-NeXT-Video's spatial pooling, here with stride 1 (every patch kept) and the first token
+# (CLIP's CLS, a conv tower's pooled vector) kept unpooled before each frame's patches.
+DEFAULT_TEMPORAL = {"_component_": "videovlm.models.temporal.SpatialPool", "stride": 1, "keep_cls_token": True}
 
 
 @dataclass
 class VideoOFAConfig:
     """Fields:
     vision: the vision tower. seq2seq: the encoder-decoder LM (``kind`` must be ``seq2seq``).
-    temporal: the visual adapter / frame embedding. template: task instructions of the processor.
+    temporal: the temporal encoder, through the same ``_component_`` slot as Video-LLaMA's:
+        ``{"_component_": "videovlm.models.temporal.SpatialPool", "stride": 2, ...}`` (any
+        ``videovlm.models.temporal`` encoder). ``input_dim`` is the tower's width; ``output_dim``
+        (the seq2seq width), ``max_frames`` and ``has_cls_token`` (the tower's first token is
+        CLS / a pooled vector) are filled in when the spec leaves them out.
+    template: task instructions of the processor.
     max_frames: most frames per sample. tokenizer: tokenizer source when none is passed
     (None = the seq2seq checkpoint). model_type: always ``videoofa``.
     """
 
     vision: VisionTowerConfig
     seq2seq: LanguageModelConfig
-    temporal: FrameAdapterConfig = field(default_factory=FrameAdapterConfig)
+    temporal: dict = field(default_factory=lambda: dict(DEFAULT_TEMPORAL))
     template: OFATemplateConfig = field(default_factory=OFATemplateConfig)
     max_frames: int = 8
     tokenizer: str | None = None
@@ -59,3 +57,11 @@ class VideoOFAConfig:
         check_family_config(
             family="VideoOFA", lm_field="seq2seq", lm_kind=self.seq2seq.kind, expected_kind="seq2seq", max_frames=self.max_frames
         )
+        if "spatial_pool" in self.temporal and "_component_" not in self.temporal:
+            raise ModelConfigError(
+                "temporal: {'spatial_pool': ...} is the FrameAdapter of VideoOFA checkpoints before the shared temporal slot; "
+                "it cannot be converted exactly (its LayerNorm sat before the frame embedding), so retrain, naming the encoder as "
+                "{_component_: videovlm.models.temporal.SpatialPool, stride: N}"
+            )
+        if "_component_" not in self.temporal:
+            raise ModelConfigError("temporal._component_: missing (dotted path of a temporal encoder class)")

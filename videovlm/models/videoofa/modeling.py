@@ -2,14 +2,15 @@
 
 Encoder input: per-frame tokens of the vision tower (CLIP's CLS + patches, or a conv tower's
 pooled vector + the cells of its last feature map), mapped to the seq2seq width by the
-visual adapter, plus a learned frame (temporal) embedding and a learned "visual" type
-embedding, followed by the embedded instruction text. The decoder generates the answer text.
+temporal encoder (the ``_component_`` slot Video-LLaMA has; default ``SpatialPool`` with
+frame positions), a LayerNorm and a learned "visual" type embedding (``VisualTokens``),
+followed by the embedded instruction text. The decoder generates the answer text.
 Tasks (captioning, QA, video-text matching, frame order) differ only in the instruction
 (``VideoOFAProcessor``).
 
 Batch keys: ``pixel_values (B, T, C, H, W)``, ``frame_mask (B, T)``, ``input_ids`` /
 ``attention_mask (B, L)`` (the instruction), ``labels (B, L_target)``.
-Parts: ``vision``, ``temporal`` (adapter + frame embedding), ``seq2seq``. The default trains
+Parts: ``vision``, ``temporal`` (the temporal encoder + ``VisualTokens``), ``seq2seq``. The default trains
 ``temporal`` and ``seq2seq`` with the vision tower frozen.
 """
 
@@ -18,8 +19,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from einops import rearrange, repeat
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutput
 
@@ -31,51 +30,27 @@ from videovlm.models.base import (
 )
 from videovlm.models.configs import ModelConfigError
 from videovlm.models.language import build_language_model
-from videovlm.models.videoofa.configuration import FrameAdapterConfig, VideoOFAConfig
+from videovlm.models.videoofa.configuration import VideoOFAConfig
 from videovlm.models.videoofa.processing import VideoOFAProcessor
+from videovlm.models.temporal.spec import build_temporal_encoder, temporal_spec
 from videovlm.models.tokenizer import load_tokenizer
 from videovlm.models.vision import VisionTower
 
 
-class FrameAdapter(nn.Module):
-    """frame tokens (B, T, N, D_vis) + frame mask -> visual tokens (B, T*N', D), mask (B, T*N')."""
+class VisualTokens(nn.Module):
+    """The temporal encoder's video tokens (B, M, D) in the seq2seq encoder's input space: a
+    LayerNorm (the text embeddings' scale) plus a learned "visual" type embedding, as OFA
+    marks image tokens. ``encoder``: any ``videovlm.models.temporal`` encoder."""
 
-    def __init__(self, config: FrameAdapterConfig, *, vision_dim: int, model_dim: int, max_frames: int, has_cls: bool):
+    def __init__(self, encoder: nn.Module, *, model_dim: int):
         super().__init__()
-        if config.spatial_pool < 1:
-            raise ModelConfigError(f"temporal.spatial_pool: must be >= 1, got {config.spatial_pool}")
-        self.spatial_pool = config.spatial_pool
-        self.has_cls = has_cls
-        self.proj = nn.Linear(vision_dim, model_dim)
+        self.encoder = encoder
         self.norm = nn.LayerNorm(model_dim)
-        self.frame_embedding = nn.Embedding(max_frames, model_dim)
-        self.visual_type = nn.Parameter(torch.zeros(1, 1, 1, model_dim))
-        self.dropout = nn.Dropout(config.dropout)
-        nn.init.normal_(self.frame_embedding.weight, std=0.02)
-
-    def _pool(self, tokens: torch.Tensor) -> torch.Tensor:
-        if self.spatial_pool == 1:
-            return tokens
-        batch = tokens.shape[0]
-        cls = tokens[:, :, :1] if self.has_cls else tokens[:, :, :0]
-        patches = tokens[:, :, 1:] if self.has_cls else tokens
-        side = int(round(patches.shape[2] ** 0.5))
-        if side * side != patches.shape[2]:
-            raise ModelConfigError(f"temporal.spatial_pool: {patches.shape[2]} patch tokens are not a square grid")
-        grid = rearrange(patches, "b t (h w) d -> (b t) d h w", h=side)  # (B*T, D, h, w)
-        pooled = F.avg_pool2d(grid, self.spatial_pool, ceil_mode=True)
-        pooled = rearrange(pooled, "(b t) d h w -> b t (h w) d", b=batch)  # (B, T, N', D)
-        return torch.cat([cls, pooled], dim=2)
+        self.visual_type = nn.Parameter(torch.zeros(1, 1, model_dim))
 
     def forward(self, frame_tokens: torch.Tensor, frame_mask: torch.Tensor):
-        tokens = self._pool(frame_tokens)  # (B, T, N', D_vis)
-        num_frames, per_frame = tokens.shape[1], tokens.shape[2]
-        if num_frames > self.frame_embedding.num_embeddings:
-            raise ValueError(f"pixel_values: {num_frames} frames but max_frames is {self.frame_embedding.num_embeddings}")
-        frames = self.frame_embedding.weight[:num_frames]  # (T, D)
-        x = self.norm(self.proj(tokens)) + rearrange(frames, "t d -> 1 t 1 d") + self.visual_type  # (B, T, N', D)
-        mask = repeat(frame_mask, "b t -> b (t n)", n=per_frame)  # (B, T*N')
-        return self.dropout(rearrange(x, "b t n d -> b (t n) d")), mask  # (B, T*N', D), (B, T*N')
+        video = self.encoder(frame_tokens, frame_mask)  # (B, M, D), (B, M)
+        return self.norm(video.tokens) + self.visual_type, video.mask
 
 
 class VideoOFAModel(VideoFamilyModel):
@@ -92,13 +67,12 @@ class VideoOFAModel(VideoFamilyModel):
         self.tokenizer = load_tokenizer(tokenizer, source=config.tokenizer or config.seq2seq.pretrained, where="videoofa")
         self.vision = VisionTower(config.vision)
         self.seq2seq = build_language_model(config.seq2seq, vocab_size=len(self.tokenizer))
-        self.temporal = FrameAdapter(
-            config.temporal,
-            vision_dim=self.vision.hidden_size,
-            model_dim=self.seq2seq.config.d_model,
-            max_frames=config.max_frames,
-            has_cls=self.vision.has_cls and self.vision.select == "all",
-        )
+        model_dim = self.seq2seq.config.d_model
+        defaults = {"output_dim": model_dim, "max_frames": config.max_frames, "has_cls_token": self.vision.has_cls and self.vision.select == "all"}
+        encoder = build_temporal_encoder(config.temporal, input_dim=self.vision.hidden_size, defaults=defaults)
+        if encoder.output_dim != model_dim:
+            raise ModelConfigError(f"temporal.output_dim: {encoder.output_dim} but the seq2seq model is {model_dim}-d")
+        self.temporal = VisualTokens(encoder, model_dim=model_dim)
         self.processor = self.PROCESSOR_CLASS.from_config(config, tokenizer=self.tokenizer, pixel=self.vision.pixel)
 
     def encoder_inputs(self, pixel_values, input_ids, attention_mask=None, frame_mask=None):
@@ -129,6 +103,9 @@ class VideoOFAModel(VideoFamilyModel):
             attention_mask=mask,
             **generate_kwargs,
         )
+
+    def saved_fields(self) -> dict[str, Any]:
+        return {"temporal": temporal_spec(self.temporal.encoder)}
 
     def language_model(self) -> nn.Module:
         return self.seq2seq

@@ -9,15 +9,16 @@ from __future__ import annotations
 from videovlm.models.language import LanguageModelConfig
 from videovlm.models.tiny_configs import as_tokenizer, tiny_bart_config, tiny_vision
 from videovlm.models.vision import VisionTowerConfig
-from videovlm.models.videoofa.configuration import FrameAdapterConfig, VideoOFAConfig
+from videovlm.models.videoofa.configuration import DEFAULT_TEMPORAL, VideoOFAConfig
 from videovlm.models.videoofa.modeling import VideoOFAModel
 
 
 def tiny_videoofa(
-    *, tokenizer, vision: str | None = None, seq2seq: str | None = None, spatial_pool: int = 1, max_frames: int = 8
+    *, tokenizer, vision: str | None = None, seq2seq: str | None = None, temporal: dict | None = None, max_frames: int = 8
 ) -> VideoOFAModel:
-    """The tiny VideoOFA: tiny CLIP tower (all 50 tokens per frame, or pooled by ``spatial_pool``)
-    + tiny BART. ``vision`` / ``seq2seq``: folders of pretrained tiny backbones (None = fresh)."""
+    """The tiny VideoOFA: tiny CLIP tower + tiny BART. ``temporal``: any temporal encoder spec
+    (default: ``SpatialPool`` keeping all 50 tokens per frame; ``stride: 2`` pools the 7x7 grid
+    to 4x4 + CLS). ``vision`` / ``seq2seq``: folders of pretrained tiny backbones (None = fresh)."""
     tokenizer = as_tokenizer(tokenizer)
     lm = (
         LanguageModelConfig(kind="seq2seq", pretrained=seq2seq)
@@ -27,7 +28,7 @@ def tiny_videoofa(
     config = VideoOFAConfig(
         vision=tiny_vision(vision),
         seq2seq=lm,
-        temporal=FrameAdapterConfig(spatial_pool=spatial_pool),
+        temporal=dict(temporal) if temporal is not None else dict(DEFAULT_TEMPORAL),
         max_frames=max_frames,
     )
     return VideoOFAModel(config, tokenizer=tokenizer)
@@ -41,6 +42,6 @@ def videoofa_base(
     return VideoOFAConfig(
         vision=VisionTowerConfig(pretrained=vision, feature_layer=-2),
         seq2seq=LanguageModelConfig(kind="seq2seq", pretrained=seq2seq),
-        temporal=FrameAdapterConfig(spatial_pool=2),
+        temporal={**DEFAULT_TEMPORAL, "stride": 2},
         max_frames=max_frames,
     )
