@@ -31,7 +31,7 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLER = "segment:8"
-STAGE1_TRAINABLE = ["frame_position", "video_qformer", "projector"]
+STAGE1_TRAINABLE = ["frame_position", "temporal", "projector"]
 
 
 def _encode(processor, record, frames, valid):

@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import Dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-STAGE1_TRAINABLE = ["frame_position", "video_qformer", "projector"]
+STAGE1_TRAINABLE = ["frame_position", "temporal", "projector"]
 SENTENCES = [f"a {c} {s} moves to the {d}" for c in ("red", "blue", "green") for s in ("circle", "star") for d in ("left", "right")]
 
 

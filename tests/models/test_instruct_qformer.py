@@ -60,7 +60,7 @@ def test_the_instruction_steers_the_video_tokens_and_trains_its_embeddings(model
     try:
         model.zero_grad()
         model(**batch).loss.backward()
-        embeddings = model.video_qformer.qformer.embeddings.word_embeddings.weight.grad
+        embeddings = model.temporal.qformer.embeddings.word_embeddings.weight.grad
         used = batch["instruction_ids"][batch["instruction_mask"].bool()].unique()
         assert embeddings is not None and embeddings[used].abs().sum(1).gt(0).all()
     finally:
@@ -69,7 +69,7 @@ def test_the_instruction_steers_the_video_tokens_and_trains_its_embeddings(model
 
 
 def test_the_instruction_scales_and_shifts_the_frame_channels(model):
-    encoder = model.video_qformer
+    encoder = model.temporal
     torch.manual_seed(1)
     tokens = torch.randn(2, 3, 5, encoder.input_dim)  # (B, T, N, D)
     ids = torch.tensor([[1, 5, 6], [1, 7, 8]])
@@ -118,7 +118,7 @@ def test_generate_save_load_and_cached_features_agree(model, frames, tmp_path):
         assert torch.equal(out[:, 0], logits[:, -1].argmax(-1))
         model.save_pretrained(tmp_path / "m")
         loaded = load_pretrained(tmp_path / "m").eval()
-        assert isinstance(loaded.video_qformer, InstructVideoQFormer) and loaded.processor.instruction
+        assert isinstance(loaded.temporal, InstructVideoQFormer) and loaded.processor.instruction
         assert torch.equal(loaded(**prompts).logits, logits)
         # Cached tower output in place of pixels: the same video tokens.
         features = model.vision(prompts["pixel_values"])  # (B, T, N, D)
@@ -129,7 +129,7 @@ def test_generate_save_load_and_cached_features_agree(model, frames, tmp_path):
 
 
 def test_instruction_errors_name_what_is_wrong(model, tokenizer, frames):
-    encoder = model.video_qformer
+    encoder = model.temporal
     tokens = torch.zeros(1, 2, 50, encoder.input_dim)
     with pytest.raises(TemporalInputError, match="needs instruction_ids"):
         encoder(tokens)

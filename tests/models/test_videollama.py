@@ -49,12 +49,12 @@ def test_forward_backward_default_pattern(model, batch):
     model.zero_grad(set_to_none=True)
     model.train()
     out = model(**batch)
-    m = model.video_qformer.num_output_tokens(8, model.vision.tokens_per_frame)
+    m = model.temporal.num_output_tokens(8, model.vision.tokens_per_frame)
     assert out.logits.shape == (2, batch["input_ids"].shape[1] + m - 1, len(model.tokenizer))
     assert torch.isfinite(out.loss)
     out.loss.backward()
     assert grads_by_part(model) == {
-        "vision": False, "frame_position": True, "video_qformer": True, "projector": True, "llm": False,
+        "vision": False, "frame_position": True, "temporal": True, "projector": True, "llm": False,
     }  # fmt: skip
     # the frozen parts are kept in eval mode by model.train()
     assert not model.vision.training and not model.llm.training and model.projector.training
@@ -64,25 +64,25 @@ def test_forward_backward_default_pattern(model, batch):
 
 @pytest.mark.parametrize(
     "parts",
-    [("projector",), ("vision", "llm"), ("image_qformer", "video_qformer")],
-    ids=["projector-only", "vision+llm", "absent-image-qformer-skipped"],
+    [("projector",), ("vision", "llm"), ("temporal",)],
+    ids=["projector-only", "vision+llm", "temporal"],
 )
 def test_stage_patterns_get_exactly_their_grads(model, batch, parts):
     enabled = set_trainable(model, parts)
-    assert enabled == [p for p in parts if p in model.parts()]
+    assert enabled == list(parts)
     model(**batch).loss.backward()
     grads = grads_by_part(model)
-    # frame_position lives inside video_qformer: it trains with it
-    expected = {name: name in enabled or (name == "frame_position" and "video_qformer" in enabled) for name in grads}
+    # frame_position lives inside the temporal encoder: it trains with it
+    expected = {name: name in enabled or (name == "frame_position" and "temporal" in enabled) for name in grads}
     assert grads == expected
     model.zero_grad(set_to_none=True)
 
 
 def test_frame_position_is_its_own_part(model, batch):
-    assert model.frame_position is model.video_qformer.frame_position
+    assert model.frame_position is model.temporal.frame_position
     assert set_trainable(model, ["frame_position"]) == ["frame_position"]
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-    assert trainable == ["video_qformer.frame_position.weight"]
+    assert trainable == ["temporal.frame_position.weight"]
     out = model(**batch)
     out.loss.backward()
     assert model.frame_position.weight.grad is not None
@@ -96,6 +96,24 @@ def test_set_trainable_rejects_unknown_parts(model):
         set_trainable(model, ["lora"])
     with pytest.raises(TypeError, match="sequence of part names"):
         set_trainable(model, "llm")
+    with pytest.raises(ValueError, match="'video_qformer' is now called 'temporal' for VideoLlamaModel"):
+        set_trainable(model, ["video_qformer", "projector"])
+    with pytest.raises(ValueError, match="'image_qformer' named but this VideoLlamaModel has no such part"):
+        set_trainable(model, ["image_qformer"])
+
+
+def test_checkpoints_from_before_the_temporal_rename_load(model, batch, tmp_path):
+    """A folder saved when the part was called ``video_qformer`` loads bit-identically."""
+    from safetensors.torch import load_file, save_file
+
+    folder = model.save_pretrained(tmp_path / "old")
+    weights = load_file(folder / "model.safetensors")
+    old = {k.replace("temporal.", "video_qformer.", 1) if k.startswith("temporal.") else k: v for k, v in weights.items()}
+    assert any(k.startswith("video_qformer.") for k in old)
+    save_file(old, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    loaded = load_pretrained(folder)
+    with torch.no_grad():
+        assert torch.equal(loaded(**batch).logits, model(**batch).logits)
 
 
 def test_golden_loss_and_logits(model, batch):
@@ -219,7 +237,9 @@ def test_temporal_encoder_is_swappable(tokenizer, frames):
     torch.manual_seed(0)
     mean = tiny_videollama(tokenizer=tokenizer, temporal={"_component_": "videovlm.models.temporal.MeanPool"})
     assert mean.frame_position is None
-    assert set_trainable(mean, mean.DEFAULT_TRAINABLE) == ["video_qformer", "projector"]
+    assert set_trainable(mean, mean.DEFAULT_TRAINABLE) == ["temporal", "projector"]
+    with pytest.raises(ValueError, match="'frame_position' named but this VideoLlamaModel has no such part"):
+        set_trainable(mean, ["frame_position", "temporal", "projector"])
     batch = mean.processor.collate([mean.processor(qa("what colour?", "red"), frames=frames[:3])])
     out = mean(**batch)
     assert out.logits.shape[1] == batch["input_ids"].shape[1] + 50 - 1  # MeanPool keeps the 50 tokens per frame
@@ -250,7 +270,7 @@ def test_answer_readout_trains_the_qformer_without_the_llm(model, batch):
     torch.testing.assert_close(out.logits, per_token.mean(1))  # not the loss of the mean token
     out.loss.backward()
     assert grads_by_part(model) == {
-        "vision": False, "frame_position": True, "video_qformer": True, "projector": True, "llm": False,
+        "vision": False, "frame_position": True, "temporal": True, "projector": True, "llm": False,
     }  # fmt: skip
     model.zero_grad(set_to_none=True)
     model.eval()

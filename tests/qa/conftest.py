@@ -118,7 +118,7 @@ def trained_llama(tokenizer, clips, tmp_path_factory) -> Path:
         record = QARecord(video_id=colour, video=clips[colour], question=QUESTION, answer=colour, type="colour")
         items.append(model.processor(record, frames=frames))
     batch = model.processor.collate(items)
-    set_trainable(model, ["video_qformer", "projector", "llm"])
+    set_trainable(model, ["temporal", "projector", "llm"])
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-3)
     for _ in range(25):

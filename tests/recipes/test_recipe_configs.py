@@ -97,4 +97,4 @@ def test_real_convnext_recipe_plans_with_local_checkpoints(mini_data, runs_dir, 
     data["model"].update(vision=str(tmp_path / "convnext"), llm=str(runs_dir / "backbones" / "llm_copy" / "mixed" / "final"))
     plan = build_plan(validate(data, source=str(recipe)))
     assert plan["model"]["class"] == "videovlm.models.videollama.modeling.VideoLlamaModel"
-    assert [s["trainable_parts"] for s in plan["stages"]] == [["frame_position", "video_qformer", "projector"]] * 2
+    assert [s["trainable_parts"] for s in plan["stages"]] == [["frame_position", "temporal", "projector"]] * 2

@@ -15,7 +15,7 @@ from videovlm.train.feature_cache import FeatureCache, FeatureCacheError, Frozen
 from videovlm.train.feature_cache_data import use_cached_features
 
 SAMPLER = "segment:3"  # jitter: a different frame per segment each epoch
-PARTS = ["video_qformer", "projector"]  # Video-LLaMA stage 1: vision and LLM frozen
+PARTS = ["temporal", "projector"]  # Video-LLaMA stage 1: vision and LLM frozen
 
 
 def _encode(processor, record, frames, valid):

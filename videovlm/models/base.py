@@ -47,6 +47,9 @@ class VideoFamilyModel(nn.Module, ABC):
     PART_NAMES: ClassVar[tuple[str, ...]]
     DEFAULT_TRAINABLE: ClassVar[tuple[str, ...]]
     LANGUAGE_FIELD: ClassVar[str]
+    # Old part name -> new: old checkpoints' weights load under the new name, and a trainable
+    # list naming the old one gets an error saying what it is called now.
+    RENAMED_PARTS: ClassVar[dict[str, str]] = {}
 
     def __init__(self):
         super().__init__()
@@ -125,7 +128,7 @@ class VideoFamilyModel(nn.Module, ABC):
         config = config_from_dict(cls.CONFIG_CLASS, data, where=str(directory / CONFIG_FILE))
         tokenizer = load_saved_tokenizer(directory)
         model = cls(config, tokenizer=tokenizer)
-        load_weights(model, directory / WEIGHTS_FILE)
+        load_weights(model, directory / WEIGHTS_FILE, renamed_prefixes={f"{old}.": f"{new}." for old, new in cls.RENAMED_PARTS.items()})
         model.eval()
         return model
 
@@ -175,8 +178,9 @@ class WeightsFileError(ModelConfigError):
     the model its config.json describes (names or shapes)."""
 
 
-def load_weights(model: nn.Module, weights: Path) -> None:
-    """Load ``weights`` (safetensors) into ``model``, every tensor by name and shape."""
+def load_weights(model: nn.Module, weights: Path, *, renamed_prefixes: dict[str, str] | None = None) -> None:
+    """Load ``weights`` (safetensors) into ``model``, every tensor by name and shape.
+    ``renamed_prefixes``: old name prefix -> new (a part renamed since the file was written)."""
     if not weights.is_file():
         raise FileNotFoundError(f"{weights}: weights file missing" + (" (it is a folder)" if weights.is_dir() else ""))
     try:
@@ -184,6 +188,8 @@ def load_weights(model: nn.Module, weights: Path) -> None:
             shapes = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
     except (SafetensorError, OSError, ValueError) as e:
         raise WeightsFileError(f"{weights}: not a readable safetensors file ({e})") from None
+    new_names = {name: _renamed(name, renamed_prefixes or {}) for name in shapes}
+    shapes = {new_names[name]: shape for name, shape in shapes.items()}
     state = model.state_dict()
     expected = {name: tuple(state[name].shape) for name in unshared_names(state)}
     missing, unexpected = sorted(set(expected) - set(shapes)), sorted(set(shapes) - set(expected))
@@ -193,9 +199,20 @@ def load_weights(model: nn.Module, weights: Path) -> None:
     if wrong:
         raise WeightsFileError(f"{weights}: {len(wrong)} tensors have the wrong shape ({'; '.join(wrong[:3])})")
     try:
-        load_model(model, str(weights), strict=False)
+        if all(old == new for old, new in new_names.items()):
+            load_model(model, str(weights), strict=False)
+        else:
+            with safe_open(str(weights), framework="pt") as handle:
+                model.load_state_dict({new_names[name]: handle.get_tensor(name) for name in handle.keys()}, strict=False)
     except (SafetensorError, RuntimeError) as e:  # e.g. a file truncated inside its data
         raise WeightsFileError(f"{weights}: cannot read the tensors ({e})") from None
+
+
+def _renamed(name: str, prefixes: dict[str, str]) -> str:
+    for old, new in prefixes.items():
+        if name.startswith(old):
+            return new + name[len(old) :]
+    return name
 
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
@@ -330,35 +347,40 @@ def set_trainable(model: VideoFamilyModel, parts: Sequence[str]) -> list[str]:
     """Make exactly the named parts trainable and freeze everything else.
 
     ``parts`` are the family's ``PART_NAMES`` plus ``"lora"`` (the LoRA adapters inside the
-    LM, when the model has them). Unknown names raise ``ValueError``; optional parts this
-    instance lacks (e.g. ``image_qformer``) are skipped. Frozen parts are put (and kept) in
+    LM, when the model has them). Unknown names, renamed names (``RENAMED_PARTS``) and parts
+    this instance lacks (an ``image_qformer`` not configured, the ``frame_position`` of a
+    temporal encoder without one) raise ``ValueError``. Frozen parts are put (and kept) in
     eval mode. Returns the part names that are trainable now.
     """
     if isinstance(parts, str):
         raise TypeError(f"parts: expected a sequence of part names, got the string {parts!r}")
-    known = (*model.PART_NAMES, LORA_PART)
-    unknown = [p for p in parts if p not in known]
-    if unknown:
-        raise ValueError(f"parts: unknown part {unknown[0]!r} for {type(model).__name__} (known: {', '.join(known)})")
     present = model.parts()
+    _check_part_names(model, parts, present)
     for p in model.parameters():
         p.requires_grad_(False)
-    enabled = []
     for name in parts:
-        if name == LORA_PART:
-            lora = [p for n, p in model.named_parameters() if "lora_" in n]
-            if not lora:
-                raise ValueError(f"parts: 'lora' named but {type(model).__name__} has no LoRA adapters (config.lora is None)")
-            for p in lora:
-                p.requires_grad_(True)
-            enabled.append(name)
-        elif name in present:
-            for p in present[name].parameters():
-                p.requires_grad_(True)
-            enabled.append(name)
-    model._frozen_parts = tuple(n for n in present if n not in enabled)
+        params = [p for n, p in model.named_parameters() if "lora_" in n] if name == LORA_PART else list(present[name].parameters())
+        for p in params:
+            p.requires_grad_(True)
+    model._frozen_parts = tuple(n for n in present if n not in parts)
     model.train(model.training)
-    return enabled
+    return list(parts)
+
+
+def _check_part_names(model: VideoFamilyModel, parts: Sequence[str], present: dict[str, nn.Module]) -> None:
+    """Every name is a part this instance has; the error names the first that is not, and why."""
+    family = type(model).__name__
+    known = (*model.PART_NAMES, LORA_PART)
+    for name in parts:
+        if name in model.RENAMED_PARTS:
+            raise ValueError(f"parts: {name!r} is now called {model.RENAMED_PARTS[name]!r} for {family}; rename it in the trainable list")
+        if name not in known:
+            raise ValueError(f"parts: unknown part {name!r} for {family} (known: {', '.join(known)})")
+        if name == LORA_PART:
+            if not any("lora_" in n for n, _ in model.named_parameters()):
+                raise ValueError(f"parts: 'lora' named but {family} has no LoRA adapters (config.lora is None)")
+        elif name not in present:
+            raise ValueError(f"parts: {name!r} named but this {family} has no such part (it has: {', '.join(present)}); drop it from the list")
 
 
 def splice_visual_tokens(

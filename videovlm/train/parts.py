@@ -19,7 +19,7 @@ def apply_trainable_parts(model: nn.Module, parts: Sequence[str] | None) -> list
     from videovlm.models.base import VideoFamilyModel, set_trainable
 
     if isinstance(model, VideoFamilyModel):
-        return set_trainable(model, list(model.PART_NAMES) if parts is None else parts)
+        return set_trainable(model, list(model.parts()) if parts is None else parts)
     children = dict(model.named_children())
     if parts is None:
         model.requires_grad_(True)

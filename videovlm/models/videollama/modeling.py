@@ -13,8 +13,9 @@ encoder (``SpatialPool``, ``Conv3dDownsample``) needs ``has_cls_token: true`` wh
 token is there. See ``videovlm.models.vision_backbones`` and docs/architecture.md.
 
 Parts (for ``set_trainable``): ``vision``, ``image_qformer`` (optional), ``frame_position``
-(the temporal encoder's learned frame embedding, the same module object), ``video_qformer``
-(the temporal encoder, swappable by ``_component_``), ``projector``, ``llm``; plus ``lora``.
+(the temporal encoder's learned frame embedding, the same module object), ``temporal``
+(the temporal encoder, swappable by ``_component_``: the video Q-Former by default, or any
+other, e.g. ``MeanPool``; called ``video_qformer`` before, which old checkpoints still load), ``projector``, ``llm``; plus ``lora``.
 The paper's pattern trains the frame positions, the video Q-Former and the projector.
 """
 
@@ -50,8 +51,12 @@ class VideoLlamaModel(VideoFamilyModel):
     MODEL_TYPE = "videollama"
     CONFIG_CLASS = VideoLlamaConfig
     PROCESSOR_CLASS = VideoLlamaProcessor
-    PART_NAMES = ("vision", "image_qformer", "frame_position", "video_qformer", "projector", "llm")
-    DEFAULT_TRAINABLE = ("frame_position", "video_qformer", "projector")
+    PART_NAMES = ("vision", "image_qformer", "frame_position", "temporal", "projector", "llm")
+    # The paper's pattern: frame positions, video Q-Former, projection (the frame positions
+    # live inside the temporal encoder, when it has them, and train with it).
+    DEFAULT_TRAINABLE = ("temporal", "projector")
+    # Before the part held any temporal encoder it was called ``video_qformer``.
+    RENAMED_PARTS = {"video_qformer": "temporal"}
     LANGUAGE_FIELD = "llm"
 
     def __init__(self, config: VideoLlamaConfig, *, tokenizer=None):
@@ -64,9 +69,9 @@ class VideoLlamaModel(VideoFamilyModel):
         if config.image_qformer is not None:
             self.image_qformer = ImageQFormer(config.image_qformer, vision_dim=frame_dim)
             frame_dim = self.image_qformer.hidden_size
-        self.video_qformer = build_temporal_encoder(config.temporal, input_dim=frame_dim, vocab_size=len(self.tokenizer))
+        self.temporal = build_temporal_encoder(config.temporal, input_dim=frame_dim, vocab_size=len(self.tokenizer))
         llm = build_language_model(config.llm, vocab_size=len(self.tokenizer))
-        self.projector = Projector(config.projector, input_dim=self.video_qformer.output_dim, output_dim=llm.config.hidden_size)
+        self.projector = Projector(config.projector, input_dim=self.temporal.output_dim, output_dim=llm.config.hidden_size)
         self.llm = apply_lora(llm, config.lora) if config.lora is not None else llm
         self.placeholder_ids = (
             token_id(self.tokenizer, VIDEO_TOKEN, where="tokenizer"),
@@ -77,13 +82,13 @@ class VideoLlamaModel(VideoFamilyModel):
     @property
     def frame_position(self) -> nn.Module | None:
         """The temporal encoder's learned frame embedding (None for encoders without one, e.g. mean)."""
-        return getattr(self.video_qformer, "frame_position", None)
+        return getattr(self.temporal, "frame_position", None)
 
     def saved_fields(self) -> dict[str, Any]:
         qformer = self.config.image_qformer
         if qformer is not None:
             qformer = dataclasses.replace(qformer, pretrained=None, hf_config=self.image_qformer.qformer.config.to_dict())
-        return {"temporal": temporal_spec(self.video_qformer), "image_qformer": qformer}
+        return {"temporal": temporal_spec(self.temporal), "image_qformer": qformer}
 
     # -- forward ------------------------------------------------------------------------
     def encode_video(
@@ -114,10 +119,10 @@ class VideoLlamaModel(VideoFamilyModel):
             raise ValueError("query_features: this model has no image Q-Former (give frame_features, the vision tower's output)")
         if self.image_qformer is not None and name != "query_features":
             tokens = self.image_qformer(to_module_dtype(tokens, self.image_qformer))  # (B, T, Q, D_q)
-        reads = getattr(self.video_qformer, "reads_instruction", False)
+        reads = getattr(self.temporal, "reads_instruction", False)
         if instruction and not reads:
-            raise ValueError(f"instruction_ids given, but the temporal encoder {type(self.video_qformer).__name__} does not read an instruction")
-        video_tokens = self.video_qformer(to_module_dtype(tokens, self.video_qformer), frame_mask, **instruction)  # (B, M, D_t), (B, M)
+            raise ValueError(f"instruction_ids given, but the temporal encoder {type(self.temporal).__name__} does not read an instruction")
+        video_tokens = self.temporal(to_module_dtype(tokens, self.temporal), frame_mask, **instruction)  # (B, M, D_t), (B, M)
         return self.projector(to_module_dtype(video_tokens.tokens, self.projector)), video_tokens.mask  # (B, M, D_llm), (B, M)
 
     def _llm_inputs(self, video: dict[str, Any], input_ids, attention_mask, labels, frame_mask, instruction):
