@@ -21,14 +21,23 @@ for every caller (the caller passes its allow-list; nothing read from a file can
 
 ``find_forbidden_keys`` finds keys a config may never carry (``trust_remote_code``: loading
 a checkpoint must never run Python code shipped with it).
+
+A nested ``{_component_: ...}`` mapping in a recipe is either built (the default: the caller
+receives the object) or handed over as a spec, unbuilt, to a parameter annotated
+``ComponentSpec`` (or ``ComponentSpec | None``): the receiver builds it itself with what only
+it knows (Video-LLaMA gives its temporal encoder the tower's width as ``input_dim``). Both are
+checked the same way, every dotted path against the caller's allow-list (a spec's path again
+where it is finally resolved, e.g. ``videovlm.models.configs.TEMPORAL_ENCODER_PACKAGES``).
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import types
+import typing
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NewType
 
 COMPONENT_KEY = "_component_"
 # Keys refused anywhere in a recipe or a saved config: they would let a checkpoint run code.
@@ -41,8 +50,28 @@ class ComponentError(ValueError):
     is not a class or function defined in an allowed package."""
 
 
+# A ``{_component_: dotted.path, **kwargs}`` mapping passed on unbuilt (see the module docstring).
+ComponentSpec = NewType("ComponentSpec", dict)
+
+
 def is_component(value: Any) -> bool:
     return isinstance(value, Mapping) and COMPONENT_KEY in value
+
+
+def spec_parameters(target: Any) -> frozenset[str]:
+    """Names of ``target``'s parameters annotated ``ComponentSpec`` or ``ComponentSpec | None``
+    (for a class, its ``__init__``'s): the nested components it takes unbuilt."""
+    try:
+        hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
+    except Exception:  # unresolvable annotations: no parameter asks for a spec
+        return frozenset()
+    return frozenset(name for name, hint in hints.items() if name != "return" and _is_spec_hint(hint))
+
+
+def _is_spec_hint(hint: Any) -> bool:
+    if hint is ComponentSpec:
+        return True
+    return typing.get_origin(hint) in (typing.Union, types.UnionType) and ComponentSpec in typing.get_args(hint)
 
 
 def module_is_allowed(module_name: str | None, allowed: Sequence[str]) -> bool:

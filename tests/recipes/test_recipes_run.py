@@ -23,7 +23,9 @@ from videovlm.train.stages import STAGE_MARKER
 # Losses of the first steps of recipes/videollama/tiny.yaml on the test fixtures (seed 0,
 # untrained backbones: the conv tower and the Llama, micro batch 2): stage readout steps 0-1
 # (the LLM-free answer readout of every video token), stage instruct steps 0-1 (projection + LoRA).
-GOLDEN_VIDEOLLAMA = {"readout": [4.970335, 4.998630], "instruct": [4.952592, 4.297812]}
+# Re-pinned when the recipe's temporal spec stopped being built once, and thrown away, before
+# the model: the same seed now initialises the model's own encoder first.
+GOLDEN_VIDEOLLAMA = {"readout": [4.976898, 5.027267], "instruct": [4.962518, 4.168206]}
 
 
 def losses(stage_dir) -> list[float]:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from torch import nn
-
+from videovlm.components import ComponentSpec
 from videovlm.models import LoraSettings, config_from_dict
 from videovlm.models.presets import (
     tiny_videobert,
@@ -23,27 +22,12 @@ from videovlm.models.presets import (
     videoofa_base,
 )
 from videovlm.models.videobert import VideoBertModel
-from videovlm.models.temporal.spec import temporal_spec
 from videovlm.models.videollama import VideoLlamaModel
 from videovlm.models.videoofa import VideoOFAModel
 
 
 def _folder(path: Path | str | None) -> str | None:
     return None if path is None else str(path)
-
-
-def _temporal(temporal: nn.Module | dict | None) -> dict | None:
-    """The temporal encoder as the ``_component_`` spec the model config stores. A recipe's
-    nested ``{_component_: ...}`` arrives already built by the engine's ``instantiate`` (so
-    the recipe gives its ``input_dim``); the model rebuilds it from this spec."""
-    if not isinstance(temporal, nn.Module):
-        return temporal
-    spec = temporal_spec(temporal)
-    if getattr(temporal, "reads_instruction", False):
-        # Built before the tokenizer was known, so it holds the class default: the model sizes
-        # the encoder's word table by its own tokenizer (the ids it is given come from there).
-        spec.pop("vocab_size", None)
-    return spec
 
 
 def _lora(lora: dict | None) -> LoraSettings | None:
@@ -55,21 +39,23 @@ def tiny_videollama_model(
     tokenizer: Path,
     vision: Path | None = None,
     llm: Path | None = None,
-    temporal: nn.Module | dict | None = None,
+    temporal: ComponentSpec | None = None,
     image_qformer: bool = False,
     lora: dict | None = None,
     max_frames: int = 16,
 ) -> VideoLlamaModel:
     """Tiny Video-LLaMA. ``tokenizer``: a folder with the shared tokenizer (any backbone's
-    output folder); ``vision`` / ``llm``: pretrained tiny backbone folders; ``temporal``:
-    ``{_component_: videovlm.models.temporal.X, input_dim: 128, ...}`` (the frame-token width:
-    128 for the tiny tower; default: a 2-layer video Q-Former);
-    ``lora``: LoRA settings (``r``, ``alpha``, ``dropout``, ``target_modules``) or None."""
+    output folder); ``vision`` / ``llm``: pretrained tiny backbone folders; ``temporal``: the
+    temporal encoder's spec ``{_component_: videovlm.models.temporal.X, ...}``, taken unbuilt
+    (a ``ComponentSpec``): the model builds it with its frame-token width as ``input_dim`` and,
+    for an encoder that reads the instruction, its tokenizer's ``vocab_size`` (default: a
+    2-layer video Q-Former); ``lora``: LoRA settings (``r``, ``alpha``, ``dropout``,
+    ``target_modules``) or None."""
     return tiny_videollama(
         tokenizer=str(tokenizer),
         vision=_folder(vision),
         llm=_folder(llm),
-        temporal=_temporal(temporal),
+        temporal=temporal,
         image_qformer=image_qformer,
         lora=_lora(lora),
         max_frames=max_frames,
@@ -99,12 +85,13 @@ def videollama_convnext_7b_model(
 
 
 def tiny_videoofa_model(
-    *, tokenizer: Path, vision: Path | None = None, seq2seq: Path | None = None, temporal: nn.Module | dict | None = None, max_frames: int = 8
+    *, tokenizer: Path, vision: Path | None = None, seq2seq: Path | None = None, temporal: ComponentSpec | None = None, max_frames: int = 8
 ) -> VideoOFAModel:
     """Tiny VideoOFA: tiny CLIP tower + tiny BART (pretrained backbone folders or fresh);
-    ``temporal``: any temporal encoder spec, as for Video-LLaMA (default: ``SpatialPool``, stride 1)."""
+    ``temporal``: any temporal encoder spec, taken unbuilt as for Video-LLaMA (default:
+    ``SpatialPool``, stride 1)."""
     return tiny_videoofa(
-        tokenizer=str(tokenizer), vision=_folder(vision), seq2seq=_folder(seq2seq), temporal=_temporal(temporal), max_frames=max_frames
+        tokenizer=str(tokenizer), vision=_folder(vision), seq2seq=_folder(seq2seq), temporal=temporal, max_frames=max_frames
     )
 
 

@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 import yaml
 
-from videovlm.components import COMPONENT_KEY, ComponentError, find_forbidden_keys, is_component, resolve_component
+from videovlm.components import COMPONENT_KEY, ComponentError, find_forbidden_keys, is_component, resolve_component, spec_parameters
 from videovlm.models.configs import ConfigReader, describe
 from videovlm.train.instantiate import DEFAULT_ALLOWED_PACKAGES, WIDEN_HINT
 
@@ -260,6 +260,7 @@ def check_component(
     *,
     allowed_packages: Sequence[str],
     injected: Sequence[str] = (),
+    spec: bool = False,
 ) -> None:
     """Check a component mapping against the signature of what it names.
 
@@ -267,7 +268,9 @@ def check_component(
     so the recipe need not give them. Arguments are checked against their annotations where
     those are plain types (``int``, ``float``, ``Path``, ``Literal``...); ``Path`` arguments
     must exist on disk. Components nested at any depth (in mappings or lists) are checked
-    the same way, since ``instantiate`` builds them all.
+    the same way, since ``instantiate`` builds them all, or passes them on unbuilt to a
+    ``ComponentSpec`` parameter: such a spec (``spec=True``) is completed by its receiver
+    (Video-LLaMA adds the tower's ``input_dim``), so it may leave required arguments out.
     """
     if not is_component(cfg):
         problems.append(f"{path}: expected a mapping with a {COMPONENT_KEY!r} key, got {cfg!r}")
@@ -277,8 +280,11 @@ def check_component(
     except (ComponentError, ImportError) as error:
         problems.append(f"{path}.{COMPONENT_KEY}: {error}")
         return
+    specs = spec_parameters(target)
     for key, value in cfg.items():
-        if key != COMPONENT_KEY:
+        if key in specs and value is not None:
+            check_component(value, f"{path}.{key}", problems, allowed_packages=allowed_packages, spec=True)
+        elif key != COMPONENT_KEY:
             _check_nested_components(value, f"{path}.{key}", problems, allowed_packages)
     try:
         signature = inspect.signature(target)
@@ -295,13 +301,13 @@ def check_component(
             inspect.Parameter.KEYWORD_ONLY,
             inspect.Parameter.POSITIONAL_OR_KEYWORD,
         )
-        if required and name not in given and name not in injected and name != "self":
+        if required and not spec and name not in given and name not in injected and name != "self":
             problems.append(f"{path}.{name}: missing required argument of {cfg[COMPONENT_KEY]}")
     try:
         hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
     except Exception:  # unresolvable annotations: skip the type and file checks
         hints = {}
-    for name in sorted(given & set(hints)):
+    for name in sorted((given & set(hints)) - specs):  # a spec was checked above
         _check_argument(cfg[name], hints[name], f"{path}.{name}", problems)
 
 
