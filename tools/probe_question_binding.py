@@ -31,7 +31,7 @@ from torch import nn
 
 from videovlm.data.formats import read_qa_json
 from videovlm.data.synthetic.vocabulary import ANSWER_VOCABULARY, QUESTION_TYPES
-from videovlm.models.temporal import InstructVideoQFormer
+from videovlm.models.temporal import InstructVideoQFormer, InstructVideoQFormerConfig
 from videovlm.models.tokenizer import load_tokenizer
 
 
@@ -57,10 +57,10 @@ class WordIds:
 class AnswerProbe(nn.Module):
     def __init__(self, *, dim: int, vocab_size: int, num_answers: int, film: bool, input_norm: bool = False, grid_positions: bool = False):
         super().__init__()
-        self.encoder = InstructVideoQFormer(
+        self.encoder = InstructVideoQFormer(InstructVideoQFormerConfig(
             input_dim=dim, num_queries=8, max_frames=16, num_layers=2, num_heads=4, vocab_size=vocab_size,
             input_norm=input_norm, grid_positions=grid_positions, has_cls_token=True,  # the conv towers' pooled token leads
-        )
+        ))
         for part in (self.encoder.instruction_film, self.encoder.instruction_words):
             part.requires_grad_(film)  # --no-film: the FiLM stays the identity
         self.head = nn.Linear(self.encoder.output_dim, num_answers)

@@ -36,7 +36,7 @@ from videovlm.data.formats import read_annotations_jsonl
 from videovlm.data.synthetic import COLOR_NAMES, SHAPES
 from videovlm.data.synthetic.scene import VideoAnnotation
 from videovlm.models.pixels import frames_to_pixel_values
-from videovlm.models.temporal import VideoQFormer
+from videovlm.models.temporal import VideoQFormer, VideoQFormerConfig
 from videovlm.models.vision import VisionTower, VisionTowerConfig
 from videovlm.models.vision_backbones import is_conv_backbone
 from videovlm.video import open_video
@@ -154,7 +154,7 @@ def direction_probe(train_tokens, train_ann, val_tokens, val_ann, *, steps: int 
 def qformer_probe(tokens_train, y_train, tokens_val, y_val, *, steps: int, seed: int = 0) -> tuple[float, float]:
     torch.manual_seed(seed)
     batch, frames, _, dim = tokens_train.shape
-    qformer = VideoQFormer(input_dim=dim, num_queries=8, max_frames=16, num_layers=2, num_heads=4)
+    qformer = VideoQFormer(VideoQFormerConfig(input_dim=dim, num_queries=8, max_frames=16, num_layers=2, num_heads=4))
     head = torch.nn.Linear(8 * dim, y_train.shape[1])
     opt = torch.optim.AdamW([*qformer.parameters(), *head.parameters()], 2e-3)
     for _ in range(steps):

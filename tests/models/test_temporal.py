@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import inspect
 import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import torch
@@ -15,14 +15,21 @@ import torch
 from videovlm.models.temporal import (
     Conv3dDownsample,
     DividedSpaceTime,
+    DividedSpaceTimeConfig,
     FrameTransformer,
+    FrameTransformerConfig,
+    InstructVideoQFormer,
     MeanPool,
+    MeanPoolConfig,
     PerceiverResampler,
+    PerceiverResamplerConfig,
     SpatialPool,
+    SpatialPoolConfig,
     TemporalConfigError,
     TemporalEncoder,
     TemporalInputError,
     VideoQFormer,
+    VideoQFormerConfig,
 )
 
 BATCH, FRAMES, REAL_FRAMES, DIM, OUT_DIM = 2, 8, 5, 32, 24
@@ -31,51 +38,54 @@ TOKENS = 17  # CLS + a 4x4 patch grid, the CLIP layout
 
 @dataclass(frozen=True)
 class Case:
-    """One encoder configuration under test.
+    """One encoder configuration under test: the class and its config's fields.
 
     ``tokens_per_output_frame``: for encoders whose output is a sequence of per-frame (or
     per-window) groups, the group size, used to check that a reversed video gives more than
     a re-ordering of the same groups; None for encoders whose tokens summarise the whole video.
     """
 
-    build: Callable[[], TemporalEncoder]
+    encoder_class: type[TemporalEncoder]
+    fields: dict[str, Any]
     tokens_per_output_frame: int | None
+
+    def build(self) -> TemporalEncoder:
+        return self.encoder_class(self.encoder_class.config_class(**self.fields))
 
 
 CASES = {
-    "mean": Case(lambda: MeanPool(input_dim=DIM, output_dim=OUT_DIM), None),
-    "mean_pool_tokens": Case(lambda: MeanPool(input_dim=DIM, pool_tokens=True), None),
-    "frame_transformer": Case(
-        lambda: FrameTransformer(input_dim=DIM, output_dim=OUT_DIM, max_frames=FRAMES, num_layers=1), 1
-    ),
+    "mean": Case(MeanPool, {"input_dim": DIM, "output_dim": OUT_DIM}, None),
+    "mean_pool_tokens": Case(MeanPool, {"input_dim": DIM, "pool_tokens": True}, None),
+    "frame_transformer": Case(FrameTransformer, {"input_dim": DIM, "output_dim": OUT_DIM, "max_frames": FRAMES, "num_layers": 1}, 1),
     "frame_transformer_all_tokens": Case(
-        lambda: FrameTransformer(input_dim=DIM, pool_patches=False, max_frames=FRAMES, num_layers=1), TOKENS
+        FrameTransformer, {"input_dim": DIM, "pool_patches": False, "max_frames": FRAMES, "num_layers": 1}, TOKENS
     ),
     "video_qformer": Case(
-        lambda: VideoQFormer(input_dim=DIM, output_dim=OUT_DIM, num_queries=6, max_frames=FRAMES, hidden_size=16),
-        None,
+        VideoQFormer, {"input_dim": DIM, "output_dim": OUT_DIM, "num_queries": 6, "max_frames": FRAMES, "hidden_size": 16}, None
     ),
     "video_qformer_grid_norm": Case(
-        lambda: VideoQFormer(
-            input_dim=DIM, num_queries=4, max_frames=FRAMES, hidden_size=16, input_norm=True, grid_positions=True, has_cls_token=True
-        ),
+        VideoQFormer,
+        {"input_dim": DIM, "num_queries": 4, "max_frames": FRAMES, "hidden_size": 16, "input_norm": True, "grid_positions": True, "has_cls_token": True},
         None,
     ),
     "divided_space_time": Case(
-        lambda: DividedSpaceTime(input_dim=DIM, output_dim=OUT_DIM, max_frames=FRAMES, num_layers=1), TOKENS
+        DividedSpaceTime, {"input_dim": DIM, "output_dim": OUT_DIM, "max_frames": FRAMES, "num_layers": 1}, TOKENS
     ),
-    "divided_space_time_pooled": Case(
-        lambda: DividedSpaceTime(input_dim=DIM, pool_time=True, max_frames=FRAMES, num_layers=1), None
-    ),
+    "divided_space_time_pooled": Case(DividedSpaceTime, {"input_dim": DIM, "pool_time": True, "max_frames": FRAMES, "num_layers": 1}, None),
     "perceiver": Case(
-        lambda: PerceiverResampler(input_dim=DIM, output_dim=OUT_DIM, num_latents=6, max_frames=FRAMES, num_layers=1),
-        None,
+        PerceiverResampler, {"input_dim": DIM, "output_dim": OUT_DIM, "num_latents": 6, "max_frames": FRAMES, "num_layers": 1}, None
     ),
-    "spatial_pool": Case(lambda: SpatialPool(input_dim=DIM, output_dim=OUT_DIM, has_cls_token=True, max_frames=FRAMES), 4),
+    "spatial_pool": Case(SpatialPool, {"input_dim": DIM, "output_dim": OUT_DIM, "has_cls_token": True, "max_frames": FRAMES}, 4),
     "spatial_pool_keep_cls_max": Case(
-        lambda: SpatialPool(input_dim=DIM, has_cls_token=True, keep_cls_token=True, mode="max", max_frames=FRAMES), 5
+        SpatialPool, {"input_dim": DIM, "has_cls_token": True, "keep_cls_token": True, "mode": "max", "max_frames": FRAMES}, 5
     ),
-    "conv3d": Case(lambda: Conv3dDownsample(input_dim=DIM, output_dim=OUT_DIM, has_cls_token=True), 4),
+    "conv3d": Case(Conv3dDownsample, {"input_dim": DIM, "output_dim": OUT_DIM, "has_cls_token": True}, 4),
+}
+# Every encoder class once (the instruction-aware one needs instruction ids to run, so it is
+# only built here; tests/models/test_instruct_qformer.py runs it).
+DECLARATIONS = {
+    **{name: (case.encoder_class, case.fields) for name, case in CASES.items()},
+    "instruct_video_qformer": (InstructVideoQFormer, {"input_dim": DIM, "num_queries": 4, "max_frames": FRAMES, "hidden_size": 16, "vocab_size": 50}),
 }
 
 
@@ -223,26 +233,46 @@ def test_config_round_trip_through_json(name):
     assert encoder.component_path() == f"videovlm.models.temporal.{type(encoder).__name__}"
 
 
-@pytest.mark.parametrize(
-    "cls", [MeanPool, FrameTransformer, VideoQFormer, DividedSpaceTime, PerceiverResampler, SpatialPool, Conv3dDownsample]
-)
-def test_builder_keywords_are_the_config_fields(cls):
-    """The keyword-only builder and the config dataclass must not drift apart."""
-    params = inspect.signature(cls.__init__).parameters
-    fields = {f.name: f for f in dataclasses.fields(cls.config_class)}
-    assert set(params) - {"self"} == set(fields)
-    for name, field in fields.items():
-        assert params[name].kind is inspect.Parameter.KEYWORD_ONLY
-        assert params[name].default == (inspect.Parameter.empty if field.default is dataclasses.MISSING else field.default)
+@pytest.mark.parametrize("name", DECLARATIONS)
+def test_the_config_class_is_the_one_declaration(name):
+    """An encoder takes its config dataclass and nothing else: built from a dict of the fields
+    or from the dataclass, it is the same encoder; keywords, a dict or another class's config
+    are a TypeError that says what to pass."""
+    cls, fields = DECLARATIONS[name]
+    assert list(inspect.signature(cls.__init__).parameters) == ["self", "config"]
+    torch.manual_seed(0)
+    from_dict = cls.from_config(fields)
+    torch.manual_seed(0)
+    config = cls.config_class(**fields)
+    direct = cls(config)
+    assert from_dict.config_dict() == direct.config_dict() == {**direct.config_dict(), **fields}
+    expected, actual = from_dict.state_dict(), direct.state_dict()
+    assert list(expected) == list(actual) and all(torch.equal(expected[key], actual[key]) for key in expected)
+    config.input_dim = DIM + 1  # the encoder keeps a copy
+    assert direct.config_dict()["input_dim"] == DIM
+    with pytest.raises(TemporalConfigError, match=r"unknown key\(s\) \['bogus'\]"):
+        cls.from_config({**fields, "bogus": 1})
+    advice = rf"{cls.__name__} takes its config only: {cls.__name__}\({cls.config_class.__name__}\(\.\.\.\)\), or {cls.__name__}\.from_config"
+    with pytest.raises(TypeError, match=advice + ".*got keyword argument"):
+        cls(**fields)
+    with pytest.raises(TypeError, match=advice + ".*got dict"):
+        cls(fields)
+    other = SpatialPoolConfig(input_dim=DIM) if cls is MeanPool else MeanPoolConfig(input_dim=DIM)
+    with pytest.raises(TypeError, match=advice + f".*got {type(other).__name__}"):
+        cls(other)
+    assert cls(config=cls.config_class(**fields)).config_dict() == direct.config_dict()
+    clone = copy.deepcopy(direct)  # copy rebuilds the instance without arguments
+    assert clone.config_dict() == direct.config_dict()
+    assert all(torch.equal(clone.state_dict()[key], tensor) for key, tensor in actual.items())
 
 
 def test_bad_configs_name_the_field():
     with pytest.raises(TemporalConfigError, match="num_heads"):
-        FrameTransformer(input_dim=30, num_heads=4)
+        FrameTransformerConfig(input_dim=30, num_heads=4)
     with pytest.raises(TemporalConfigError, match="max_frames"):
-        VideoQFormer(input_dim=DIM, max_frames=0)
+        VideoQFormerConfig(input_dim=DIM, max_frames=0)
     with pytest.raises(TemporalConfigError, match="mode"):
-        SpatialPool(input_dim=DIM, mode="median")
+        SpatialPool.from_config({"input_dim": DIM, "mode": "median"})
     with pytest.raises(TemporalConfigError, match="bogus"):
         MeanPool.from_config({"input_dim": DIM, "bogus": 1})
     with pytest.raises(TemporalConfigError, match="input_dim"):
@@ -250,9 +280,11 @@ def test_bad_configs_name_the_field():
     with pytest.raises(TemporalConfigError, match=r"num_queries must be <class 'int'>, got '8'"):
         VideoQFormer.from_config({"input_dim": DIM, "num_queries": "8"})
     with pytest.raises(TemporalConfigError, match="pool_time"):
-        DividedSpaceTime(input_dim=DIM, pool_time=1)
+        DividedSpaceTimeConfig(input_dim=DIM, pool_time=1)
     with pytest.raises(TemporalConfigError, match="dropout"):
-        PerceiverResampler(input_dim=DIM, dropout=1.5)
+        PerceiverResamplerConfig(input_dim=DIM, dropout=1.5)
+    with pytest.raises(TemporalConfigError, match="expects Conv3dDownsampleConfig or a mapping, got SpatialPoolConfig"):
+        Conv3dDownsample.from_config(SpatialPoolConfig(input_dim=DIM))
 
 
 def test_grid_positions_let_the_qformer_see_where_a_token_is():
@@ -264,7 +296,7 @@ def test_grid_positions_let_the_qformer_see_where_a_token_is():
     moved = torch.cat([frames[:, :, :1], frames[:, :, cells]], dim=2)  # CLS stays, patches change cells
     for grid_positions in (False, True):
         torch.manual_seed(0)
-        encoder = VideoQFormer(input_dim=DIM, num_queries=4, max_frames=FRAMES, hidden_size=16, grid_positions=grid_positions, has_cls_token=True)
+        encoder = VideoQFormer(VideoQFormerConfig(input_dim=DIM, num_queries=4, max_frames=FRAMES, hidden_size=16, grid_positions=grid_positions, has_cls_token=True))
         encoder = at_a_generic_point(encoder).eval()  # (BLIP-2's init is nearly constant)
         difference = (encoder(frames, mask).tokens - encoder(moved, mask).tokens).abs().max().item()
         assert difference > 1e-2 if grid_positions else difference < 1e-5, (grid_positions, difference)
@@ -274,7 +306,7 @@ def test_without_frame_positions_the_qformer_is_order_blind():
     """frame_positions=False: the order-blind control of the same encoder (any shuffle of the
     frames gives the same video tokens), still bounded by max_frames."""
     frames, mask = padded_batch()
-    encoder = at_a_generic_point(VideoQFormer(input_dim=DIM, num_queries=4, max_frames=FRAMES, hidden_size=16, frame_positions=False)).eval()
+    encoder = at_a_generic_point(VideoQFormer(VideoQFormerConfig(input_dim=DIM, num_queries=4, max_frames=FRAMES, hidden_size=16, frame_positions=False))).eval()
     assert encoder.frame_position is None
     shuffled = frames[:, torch.randperm(FRAMES, generator=torch.Generator().manual_seed(4))]
     torch.testing.assert_close(encoder(shuffled[:1]).tokens, encoder(frames[:1]).tokens, atol=1e-5, rtol=1e-5)
@@ -285,12 +317,12 @@ def test_without_frame_positions_the_qformer_is_order_blind():
 def test_input_norm_makes_the_qformer_blind_to_the_towers_scale():
     frames, mask = padded_batch()
     torch.manual_seed(0)
-    encoder = VideoQFormer(input_dim=DIM, num_queries=4, max_frames=FRAMES, hidden_size=16, input_norm=True).eval()
+    encoder = VideoQFormer(VideoQFormerConfig(input_dim=DIM, num_queries=4, max_frames=FRAMES, hidden_size=16, input_norm=True)).eval()
     torch.testing.assert_close(encoder(frames, mask).tokens, encoder(40.0 * frames + 3.0, mask).tokens, atol=1e-4, rtol=1e-4)
 
 
 def test_grid_positions_need_a_square_grid():
-    encoder = VideoQFormer(input_dim=DIM, num_queries=4, max_frames=FRAMES, grid_positions=True)
+    encoder = VideoQFormer(VideoQFormerConfig(input_dim=DIM, num_queries=4, max_frames=FRAMES, grid_positions=True))
     with pytest.raises(TemporalInputError, match="square grid"):
         encoder(torch.randn(1, 2, TOKENS, DIM))  # 17 tokens: a CLS first, but has_cls_token is False
 

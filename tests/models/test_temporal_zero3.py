@@ -20,12 +20,12 @@ SCRIPT = textwrap.dedent(
     import torch, deepspeed
     importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
     deepspeed.init_distributed(dist_backend="gloo")
-    from videovlm.models.temporal import VideoQFormer
+    from videovlm.models.temporal import VideoQFormer, VideoQFormerConfig
 
     class Probe(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.encoder = VideoQFormer(input_dim=32, output_dim=16, num_queries=4, max_frames=8, num_layers=1, num_heads=2)
+            self.encoder = VideoQFormer(VideoQFormerConfig(input_dim=32, output_dim=16, num_queries=4, max_frames=8, num_layers=1, num_heads=2))
             self.head = torch.nn.Linear(16, 1)
 
         def forward(self, frame_tokens):

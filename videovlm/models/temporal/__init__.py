@@ -1,8 +1,11 @@
 """Temporal encoders: frame tokens (B, T, N, D) + frame mask (B, T) -> video tokens (B, M, D_out).
 
-Every class is built with keyword-only arguments (its config fields), round-trips through
-``config_dict()`` / ``from_config(...)``, and is named in recipes by its ``_component_`` path,
-e.g. ``videovlm.models.temporal.VideoQFormer``. See ``base.py`` for the shared contract.
+Every class takes one argument, its config dataclass (``cls.config_class``, the one place its
+settings are declared and documented): ``VideoQFormer(VideoQFormerConfig(input_dim=256,
+num_queries=8))``. From a dict of the config's fields (a recipe's spec, a saved ``config.json``)
+build it with ``VideoQFormer.from_config({...})``; ``encoder.config_dict()`` writes that dict.
+Recipes name a class by its ``_component_`` path, e.g. ``videovlm.models.temporal.VideoQFormer``.
+See ``base.py`` for the shared contract.
 """
 
 from __future__ import annotations

@@ -6,9 +6,14 @@ after the real ones (the mask is True for a prefix of each row), every sample ha
 real frame, and padded frames never change the outputs: their content is invisible to every
 real token, and output tokens that come only from padded frames are zeroed and masked False.
 
-Each encoder is built with keyword-only arguments that are exactly the fields of its config
-dataclass, so a family can save ``encoder.config_dict()`` as JSON and rebuild the encoder with
-``EncoderClass.from_config(that_dict)``; recipes name the class by its ``_component_`` path
+Each encoder's settings are declared once, as the fields of its config dataclass
+(``EncoderClass.config_class``: documented there, with their defaults and ``__post_init__``
+validation), and the encoder takes that config and nothing else, as transformers' models do:
+``SpatialPool(SpatialPoolConfig(input_dim=8, stride=2))``. A keyword call such as
+``SpatialPool(input_dim=8)`` is a TypeError that says what to pass instead. From a dict (a
+recipe's spec, a saved ``config.json``: the field names are the keys) the encoder is built with
+``EncoderClass.from_config(that_dict)``, which names unknown and missing keys;
+``encoder.config_dict()`` writes that dict. Recipes name the class by its ``_component_`` path
 (``EncoderClass.component_path()``). Encoders with a learned frame position embedding keep it
 in an attribute named ``frame_position`` (an ``nn.Embedding(max_frames, input_dim)``) so a model
 can freeze or train it as its own part. It keeps ``nn.Embedding``'s N(0, 1) init, as Video-LLaMA's
@@ -127,15 +132,6 @@ class AttentionStackConfig(TemporalEncoderConfig):
         self.require_divisible("input_dim", "num_heads")
 
 
-def builder_arguments(builder_locals: dict[str, Any]) -> dict[str, Any]:
-    """The keyword arguments of a builder, from ``locals()`` taken as its first statement.
-
-    Lets each encoder's explicit keyword-only signature feed its config dataclass without
-    listing every field a second time (a test checks signature and dataclass agree).
-    """
-    return {name: value for name, value in builder_locals.items() if name not in ("self", "__class__")}
-
-
 def _matches_hint(value: Any, hint: Any) -> bool:
     """Whether a config value fits its annotation (the few kinds encoder configs use)."""
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
@@ -149,6 +145,20 @@ def _matches_hint(value: Any, hint: Any) -> bool:
     return isinstance(value, hint)
 
 
+def _config_only_message(cls: type, args: tuple, kwargs: dict) -> str:
+    """The TypeError text for building an encoder from anything but its own config dataclass."""
+    config_name = cls.config_class.__name__
+    keywords = sorted(set(kwargs) - {"config"})
+    if keywords:
+        got = f"keyword argument(s) {', '.join(keywords)}"
+    else:
+        got = ", ".join(type(arg).__name__ for arg in (*args, *kwargs.values()))
+    return (
+        f"{cls.__name__} takes its config only: {cls.__name__}({config_name}(...)), or "
+        f"{cls.__name__}.from_config({{...}}) from a dict of {config_name}'s fields; got {got}"
+    )
+
+
 class TemporalEncoder(nn.Module, abc.ABC):
     """Base class: validates inputs once, then calls the encoder's ``encode``."""
 
@@ -159,9 +169,18 @@ class TemporalEncoder(nn.Module, abc.ABC):
     input_dim: int
     output_dim: int
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> TemporalEncoder:
+        # Checked here, before the subclass's ``__init__(self, config)`` signature is bound, so a
+        # keyword call gets this message rather than "unexpected keyword argument". No arguments
+        # at all is how copy / pickle recreate an instance (their state comes afterwards).
+        given = [*args, *kwargs.values()]
+        if given and (len(given) > 1 or set(kwargs) - {"config"} or type(given[0]) is not cls.config_class):
+            raise TypeError(_config_only_message(cls, args, kwargs))
+        return super().__new__(cls)
+
     def __init__(self, config: TemporalEncoderConfig):
         super().__init__()
-        self._config = config
+        self._config = dataclasses.replace(config)  # a copy: later edits of the caller's config do not reach it
         self.input_dim = config.input_dim
         self.output_dim = int(config.output_dim)  # resolved by __post_init__
 
@@ -196,15 +215,13 @@ class TemporalEncoder(nn.Module, abc.ABC):
             )
             if missing:
                 raise TemporalConfigError(f"{cls.__name__} config is missing required key(s) {missing}")
-            fields = dict(config)
-        elif isinstance(config, cls.config_class):
-            fields = dataclasses.asdict(config)
-        else:
+            return cls(cls.config_class(**config))
+        if type(config) is not cls.config_class:
             raise TemporalConfigError(
                 f"{cls.__name__}.from_config expects {cls.config_class.__name__} or a mapping, "
                 f"got {type(config).__name__}"
             )
-        return cls(**fields)
+        return cls(config)
 
     @abc.abstractmethod
     def num_output_tokens(self, num_frames: int, tokens_per_frame: int) -> int:

@@ -13,7 +13,6 @@ from videovlm.models.temporal.base import (
     TemporalEncoder,
     TemporalEncoderConfig,
     VideoTokens,
-    builder_arguments,
     grid_side,
     split_patch_grid,
     zero_masked_tokens,
@@ -78,32 +77,22 @@ class Conv3dDownsample(TemporalEncoder):
     3D convolution sees them, so an output step is the same as in a run on the real frames alone
     (whose last step is zero-padded in the same way); steps made only of padded frames are zero
     and masked False. Order inside a window comes from the kernel; order across windows is left
-    to the positions of the model that reads the tokens, as in VideoLLaMA2.
+    to the positions of the model that reads the tokens, as in VideoLLaMA2. Settings:
+    :class:`Conv3dDownsampleConfig`.
     """
 
     config_class = Conv3dDownsampleConfig
 
-    def __init__(
-        self,
-        *,
-        input_dim: int,
-        output_dim: int | None = None,
-        hidden_dim: int | None = None,
-        temporal_stride: int = 2,
-        spatial_stride: int = 2,
-        has_cls_token: bool = False,
-        num_blocks: int = 1,
-    ):
-        config = Conv3dDownsampleConfig(**builder_arguments(locals()))
+    def __init__(self, config: Conv3dDownsampleConfig):
         super().__init__(config)
-        width = int(config.hidden_dim)
-        self.temporal_stride = temporal_stride
-        self.spatial_stride = spatial_stride
-        self.has_cls_token = has_cls_token
-        self.frame_blocks = nn.Sequential(*(_FrameConvBlock(input_dim) for _ in range(num_blocks)))
-        kernel = (temporal_stride, spatial_stride, spatial_stride)
-        self.downsample = nn.Conv3d(input_dim, width, kernel_size=kernel, stride=kernel)
-        self.step_blocks = nn.Sequential(*(_FrameConvBlock(width) for _ in range(num_blocks)))
+        width = int(config.hidden_dim)  # resolved by __post_init__
+        self.temporal_stride = config.temporal_stride
+        self.spatial_stride = config.spatial_stride
+        self.has_cls_token = config.has_cls_token
+        self.frame_blocks = nn.Sequential(*(_FrameConvBlock(config.input_dim) for _ in range(config.num_blocks)))
+        kernel = (config.temporal_stride, config.spatial_stride, config.spatial_stride)
+        self.downsample = nn.Conv3d(config.input_dim, width, kernel_size=kernel, stride=kernel)
+        self.step_blocks = nn.Sequential(*(_FrameConvBlock(width) for _ in range(config.num_blocks)))
         self.readout = nn.Sequential(
             nn.Linear(width, self.output_dim), nn.GELU(), nn.Linear(self.output_dim, self.output_dim)
         )

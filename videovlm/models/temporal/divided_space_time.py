@@ -11,7 +11,6 @@ from videovlm.models.temporal.base import (
     AttentionStackConfig,
     TemporalEncoder,
     VideoTokens,
-    builder_arguments,
     feed_forward,
     frame_position_table,
     output_projection,
@@ -70,32 +69,21 @@ class DividedSpaceTime(TemporalEncoder):
 
     A learned frame position embedding is added to every token of a frame (without it the
     blocks would be permutation-equivariant in time and a reversed video would just give
-    reversed outputs).
+    reversed outputs). Settings: :class:`DividedSpaceTimeConfig`.
     """
 
     config_class = DividedSpaceTimeConfig
 
-    def __init__(
-        self,
-        *,
-        input_dim: int,
-        output_dim: int | None = None,
-        pool_time: bool = False,
-        max_frames: int = 32,
-        num_layers: int = 2,
-        num_heads: int = 4,
-        mlp_ratio: float = 4.0,
-        dropout: float = 0.0,
-    ):
-        config = DividedSpaceTimeConfig(**builder_arguments(locals()))
+    def __init__(self, config: DividedSpaceTimeConfig):
         super().__init__(config)
-        self.pool_time = pool_time
-        self.frame_position = nn.Embedding(max_frames, input_dim)
+        dim = config.input_dim
+        self.pool_time = config.pool_time
+        self.frame_position = nn.Embedding(config.max_frames, dim)
         self.blocks = nn.ModuleList(
-            _DividedBlock(input_dim, num_heads, mlp_ratio, dropout) for _ in range(num_layers)
+            _DividedBlock(dim, config.num_heads, config.mlp_ratio, config.dropout) for _ in range(config.num_layers)
         )
-        self.norm = nn.LayerNorm(input_dim)
-        self.projection = output_projection(input_dim, self.output_dim)
+        self.norm = nn.LayerNorm(dim)
+        self.projection = output_projection(dim, self.output_dim)
 
     def num_output_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
         return tokens_per_frame if self.pool_time else num_frames * tokens_per_frame

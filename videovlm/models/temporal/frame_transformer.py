@@ -11,7 +11,6 @@ from videovlm.models.temporal.base import (
     AttentionStackConfig,
     TemporalEncoder,
     VideoTokens,
-    builder_arguments,
     frame_position_table,
     output_projection,
     zero_masked_tokens,
@@ -40,39 +39,29 @@ class FrameTransformer(TemporalEncoder):
 
     A learned frame position embedding is added to every token of a frame, then a pre-norm
     ``nn.TransformerEncoder`` attends across frames with padded frames as masked keys.
+    Settings: :class:`FrameTransformerConfig`.
     """
 
     config_class = FrameTransformerConfig
 
-    def __init__(
-        self,
-        *,
-        input_dim: int,
-        output_dim: int | None = None,
-        pool_patches: bool = True,
-        max_frames: int = 32,
-        num_layers: int = 2,
-        num_heads: int = 4,
-        mlp_ratio: float = 4.0,
-        dropout: float = 0.0,
-    ):
-        config = FrameTransformerConfig(**builder_arguments(locals()))
+    def __init__(self, config: FrameTransformerConfig):
         super().__init__(config)
-        self.pool_patches = pool_patches
-        self.frame_position = nn.Embedding(max_frames, input_dim)
+        dim = config.input_dim
+        self.pool_patches = config.pool_patches
+        self.frame_position = nn.Embedding(config.max_frames, dim)
         layer = nn.TransformerEncoderLayer(
-            d_model=input_dim,
-            nhead=num_heads,
-            dim_feedforward=int(round(input_dim * mlp_ratio)),
-            dropout=dropout,
+            d_model=dim,
+            nhead=config.num_heads,
+            dim_feedforward=int(round(dim * config.mlp_ratio)),
+            dropout=config.dropout,
             activation="gelu",
             batch_first=True,
             norm_first=True,
         )
         # Nested tensors would drop padded positions in eval mode only; keep one code path.
-        self.transformer = nn.TransformerEncoder(layer, num_layers=num_layers, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(input_dim)
-        self.projection = output_projection(input_dim, self.output_dim)
+        self.transformer = nn.TransformerEncoder(layer, num_layers=config.num_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.projection = output_projection(dim, self.output_dim)
 
     def num_output_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
         return num_frames if self.pool_patches else num_frames * tokens_per_frame

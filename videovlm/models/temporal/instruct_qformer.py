@@ -12,7 +12,7 @@ from einops import rearrange
 from torch import Tensor, nn
 from transformers import InstructBlipQFormerConfig, InstructBlipQFormerModel
 
-from videovlm.models.temporal.base import TemporalInputError, VideoTokens, all_tokens_real, builder_arguments, check_frame_inputs
+from videovlm.models.temporal.base import TemporalInputError, VideoTokens, all_tokens_real, check_frame_inputs
 from videovlm.models.temporal.video_qformer import VideoQFormer, VideoQFormerConfig, qformer_settings
 
 
@@ -56,40 +56,22 @@ class InstructVideoQFormer(VideoQFormer):
 
     Takes ``instruction_ids`` / ``instruction_mask`` (B, L) as keywords; the family processor
     makes them (``VideoLlamaProcessor(instruction=True)``: the human turns, placeholder removed).
+    Settings: :class:`InstructVideoQFormerConfig`.
     """
 
     config_class = InstructVideoQFormerConfig
     reads_instruction = True
 
-    def __init__(
-        self,
-        *,
-        input_dim: int,
-        output_dim: int | None = None,
-        num_queries: int = 32,
-        max_frames: int = 32,
-        num_layers: int = 2,
-        num_heads: int = 4,
-        hidden_size: int | None = None,
-        intermediate_size: int | None = None,
-        cross_attention_frequency: int = 1,
-        dropout: float = 0.0,
-        input_norm: bool = False,
-        grid_positions: bool = False,
-        has_cls_token: bool = False,
-        frame_positions: bool = True,
-        vocab_size: int = 32000,
-        max_instruction_tokens: int = 64,
-    ):
-        self.build(InstructVideoQFormerConfig(**builder_arguments(locals())))
-        self.vocab_size = vocab_size
-        self.max_instruction_tokens = max_instruction_tokens
+    def __init__(self, config: InstructVideoQFormerConfig):
+        super().__init__(config)
+        self.vocab_size = config.vocab_size
+        self.max_instruction_tokens = config.max_instruction_tokens
         # Its own word table at nn.Embedding's N(0, 1) init, not the Q-Former's BERT-init ones
         # (std 0.02): the summary is O(1) from the first step, so the FiLM learns at once
         # (measured with the probe: colour 70% vs 100% after 1000 steps, exists 51% vs 97.5%).
-        self.instruction_words = nn.Embedding(vocab_size, int(self.config.hidden_size))
+        self.instruction_words = nn.Embedding(config.vocab_size, int(config.hidden_size))
         # Zero init: the FiLM starts as the identity (see the class doc).
-        self.instruction_film = nn.Linear(int(self.config.hidden_size), 2 * input_dim)
+        self.instruction_film = nn.Linear(int(config.hidden_size), 2 * config.input_dim)
         nn.init.zeros_(self.instruction_film.weight)
         nn.init.zeros_(self.instruction_film.bias)
 

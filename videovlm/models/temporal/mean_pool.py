@@ -11,7 +11,6 @@ from videovlm.models.temporal.base import (
     TemporalEncoder,
     TemporalEncoderConfig,
     VideoTokens,
-    builder_arguments,
     all_tokens_real,
     output_projection,
 )
@@ -35,15 +34,15 @@ class MeanPool(TemporalEncoder):
     """Mean over real frames: (B, T, N, D) -> (B, N, D_out), or (B, 1, D_out) with ``pool_tokens``.
 
     Any permutation of the frames gives the same output, so it cannot tell a video from its
-    reverse: it is the baseline that temporal questions should defeat.
+    reverse: it is the baseline that temporal questions should defeat. Settings: :class:`MeanPoolConfig`.
     """
 
     config_class = MeanPoolConfig
 
-    def __init__(self, *, input_dim: int, output_dim: int | None = None, pool_tokens: bool = False):
-        super().__init__(MeanPoolConfig(**builder_arguments(locals())))
-        self.pool_tokens = pool_tokens
-        self.projection = output_projection(input_dim, self.output_dim)
+    def __init__(self, config: MeanPoolConfig):
+        super().__init__(config)
+        self.pool_tokens = config.pool_tokens
+        self.projection = output_projection(config.input_dim, self.output_dim)
 
     def num_output_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
         return 1 if self.pool_tokens else tokens_per_frame

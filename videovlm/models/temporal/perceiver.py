@@ -12,7 +12,6 @@ from videovlm.models.temporal.base import (
     AttentionStackConfig,
     TemporalEncoder,
     VideoTokens,
-    builder_arguments,
     all_tokens_real,
     feed_forward,
     frame_position_table,
@@ -60,33 +59,23 @@ class PerceiverResampler(TemporalEncoder):
     """(B, T, N, D) -> (B, num_latents, D_out).
 
     A learned time embedding is added to every token of a frame, the tokens of all frames are
-    flattened to (B, T*N, D), and padded frames become masked keys.
+    flattened to (B, T*N, D), and padded frames become masked keys. Settings:
+    :class:`PerceiverResamplerConfig`.
     """
 
     config_class = PerceiverResamplerConfig
 
-    def __init__(
-        self,
-        *,
-        input_dim: int,
-        output_dim: int | None = None,
-        num_latents: int = 64,
-        max_frames: int = 32,
-        num_layers: int = 2,
-        num_heads: int = 4,
-        mlp_ratio: float = 4.0,
-        dropout: float = 0.0,
-    ):
-        config = PerceiverResamplerConfig(**builder_arguments(locals()))
+    def __init__(self, config: PerceiverResamplerConfig):
         super().__init__(config)
-        self.num_latents = num_latents
-        self.frame_position = nn.Embedding(max_frames, input_dim)
-        self.latents = nn.Parameter(torch.randn(num_latents, input_dim) * 0.02)  # (M, D)
+        dim = config.input_dim
+        self.num_latents = config.num_latents
+        self.frame_position = nn.Embedding(config.max_frames, dim)
+        self.latents = nn.Parameter(torch.randn(config.num_latents, dim) * 0.02)  # (M, D)
         self.layers = nn.ModuleList(
-            _ResamplerLayer(input_dim, num_heads, mlp_ratio, dropout) for _ in range(num_layers)
+            _ResamplerLayer(dim, config.num_heads, config.mlp_ratio, config.dropout) for _ in range(config.num_layers)
         )
-        self.norm = nn.LayerNorm(input_dim)
-        self.projection = output_projection(input_dim, self.output_dim)
+        self.norm = nn.LayerNorm(dim)
+        self.projection = output_projection(dim, self.output_dim)
 
     def num_output_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
         return self.num_latents

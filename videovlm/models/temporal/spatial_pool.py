@@ -15,7 +15,6 @@ from videovlm.models.temporal.base import (
     TemporalEncoder,
     TemporalEncoderConfig,
     VideoTokens,
-    builder_arguments,
     frame_position_table,
     grid_side,
     output_projection,
@@ -63,29 +62,19 @@ class SpatialPool(TemporalEncoder):
     LLaVA-NeXT-Video leaves frame order to the LLM's positions; here a learned frame position
     embedding is added to each frame's pooled tokens, so the encoder alone is order-aware. The
     output mask repeats the frame mask: a padded frame's P tokens are zero and masked False.
+    Settings: :class:`SpatialPoolConfig`.
     """
 
     config_class = SpatialPoolConfig
 
-    def __init__(
-        self,
-        *,
-        input_dim: int,
-        output_dim: int | None = None,
-        stride: int = 2,
-        mode: str = "average",
-        has_cls_token: bool = False,
-        keep_cls_token: bool = False,
-        max_frames: int = 32,
-    ):
-        config = SpatialPoolConfig(**builder_arguments(locals()))
+    def __init__(self, config: SpatialPoolConfig):
         super().__init__(config)
-        self.stride = stride
-        self.mode = mode
-        self.has_cls_token = has_cls_token
-        self.keep_cls_token = keep_cls_token
-        self.frame_position = nn.Embedding(max_frames, input_dim)
-        self.projection = output_projection(input_dim, self.output_dim)
+        self.stride = config.stride
+        self.mode = config.mode
+        self.has_cls_token = config.has_cls_token
+        self.keep_cls_token = config.keep_cls_token
+        self.frame_position = nn.Embedding(config.max_frames, config.input_dim)
+        self.projection = output_projection(config.input_dim, self.output_dim)
 
     def num_output_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
         side = grid_side(tokens_per_frame, has_cls_token=self.has_cls_token, owner=type(self).__name__)

@@ -13,7 +13,6 @@ from videovlm.models.temporal.base import (
     TemporalEncoder,
     TemporalEncoderConfig,
     VideoTokens,
-    builder_arguments,
     all_tokens_real,
     check_num_frames,
     frame_position_table,
@@ -82,33 +81,13 @@ class VideoQFormer(TemporalEncoder):
     As in Video-LLaMA, a learned frame position embedding is added to every token of a frame;
     the tokens of all frames are then flattened to (B, T*N, D) keys for the Q-Former's
     cross-attention, with padded frames' tokens removed by ``encoder_attention_mask``.
+    Settings: :class:`VideoQFormerConfig`.
     """
 
     config_class = VideoQFormerConfig
 
-    def __init__(
-        self,
-        *,
-        input_dim: int,
-        output_dim: int | None = None,
-        num_queries: int = 32,
-        max_frames: int = 32,
-        num_layers: int = 2,
-        num_heads: int = 4,
-        hidden_size: int | None = None,
-        intermediate_size: int | None = None,
-        cross_attention_frequency: int = 1,
-        dropout: float = 0.0,
-        input_norm: bool = False,
-        grid_positions: bool = False,
-        has_cls_token: bool = False,
-        frame_positions: bool = True,
-    ):
-        self.build(VideoQFormerConfig(**builder_arguments(locals())))
-
-    def build(self, config: VideoQFormerConfig) -> None:
-        """The modules, from a validated config (the instruction-aware subclass shares them)."""
-        TemporalEncoder.__init__(self, config)
+    def __init__(self, config: VideoQFormerConfig):
+        super().__init__(config)
         self.num_queries = config.num_queries
         self.has_cls_token = config.has_cls_token
         self.grid_positions = config.grid_positions
@@ -120,6 +99,7 @@ class VideoQFormer(TemporalEncoder):
         self.projection = output_projection(int(config.hidden_size), self.output_dim)
 
     def build_qformer(self, config: VideoQFormerConfig) -> nn.Module:
+        """The Q-Former itself (the instruction-aware subclass builds InstructBLIP's)."""
         return Blip2QFormerModel(Blip2QFormerConfig(**qformer_settings(config)))
 
     def num_output_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
