@@ -77,9 +77,10 @@ def test_validation_checks_a_spec_but_leaves_its_required_arguments_to_the_recei
     assert _problems({"_component_": f"{HERE}.assemble", "encoder": 3}) == [
         "model.encoder: expected a mapping with a '_component_' key, got 3"
     ]
-    # Built components still need their required arguments.
+    # Built components still need their required arguments (a temporal encoder built by
+    # instantiate would get keywords, and it takes its config only).
     assert _problems({"_component_": f"{HERE}.assemble", "sampler": mean_pool}) == [
-        "model.sampler.input_dim: missing required argument of videovlm.models.temporal.MeanPool"
+        "model.sampler.config: missing required argument of videovlm.models.temporal.MeanPool"
     ]
 
 

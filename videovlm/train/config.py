@@ -286,8 +286,12 @@ def check_component(
             check_component(value, f"{path}.{key}", problems, allowed_packages=allowed_packages, spec=True)
         elif key != COMPONENT_KEY:
             _check_nested_components(value, f"{path}.{key}", problems, allowed_packages)
+    # A spec for a class built from a config dataclass (``config_class``, as the temporal
+    # encoders are): its receiver calls ``from_config``, so its arguments are that dataclass's fields.
+    config_class = getattr(target, "config_class", None) if spec else None
+    arguments = config_class if dataclasses.is_dataclass(config_class) else target
     try:
-        signature = inspect.signature(target)
+        signature = inspect.signature(arguments)
     except (TypeError, ValueError):
         return  # no signature to check against
     params = signature.parameters
@@ -304,7 +308,7 @@ def check_component(
         if required and not spec and name not in given and name not in injected and name != "self":
             problems.append(f"{path}.{name}: missing required argument of {cfg[COMPONENT_KEY]}")
     try:
-        hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
+        hints = typing.get_type_hints(arguments.__init__ if inspect.isclass(arguments) else arguments)
     except Exception:  # unresolvable annotations: skip the type and file checks
         hints = {}
     for name in sorted((given & set(hints)) - specs):  # a spec was checked above
