@@ -21,7 +21,7 @@ def build_temporal_encoder(
     spec leaves out; fields the encoder does not have are skipped."""
     cls = resolve_temporal_encoder_class(spec["_component_"], where=f"{where}._component_")
     kwargs = {k: v for k, v in spec.items() if k != "_component_"}
-    fields = {f.name for f in dataclasses.fields(cls.config_class)} if hasattr(cls, "config_class") else set()
+    fields = {f.name for f in dataclasses.fields(cls.config_class)}
     for name, value in (defaults or {}).items():
         if name in fields:
             kwargs.setdefault(name, value)
@@ -31,13 +31,11 @@ def build_temporal_encoder(
         if kwargs.setdefault("vocab_size", vocab_size) != vocab_size:
             raise ModelConfigError(f"{where}.vocab_size: {kwargs['vocab_size']} but the tokenizer has {vocab_size} tokens")
     try:
-        return cls.from_config(kwargs) if hasattr(cls, "from_config") else cls(**kwargs)
+        return cls.from_config(kwargs)
     except (TypeError, ValueError) as e:
         raise ModelConfigError(f"{where}: {e}") from e
 
 
 def temporal_spec(encoder: nn.Module) -> dict:
     """The ``_component_`` dict that rebuilds ``encoder`` exactly."""
-    cls = type(encoder)
-    path = cls.component_path() if hasattr(cls, "component_path") else f"{cls.__module__}.{cls.__name__}"
-    return {"_component_": path, **encoder.config_dict()}
+    return {"_component_": type(encoder).component_path(), **encoder.config_dict()}
