@@ -163,7 +163,7 @@ def test_paths_that_are_not_files_are_named(tmp_path, capsys):
 
 
 def test_videobert_zero_shot_report_never_lands_on_its_inputs(tmp_path, capsys):
-    from videovlm.recipes.videobert import main as zero_shot
+    from videovlm.recipes.videobert_eval import main as zero_shot
 
     split = tmp_path / "test"
     split.mkdir()

@@ -94,6 +94,35 @@ def test_visual_words_from_pixels_or_cached_features(model, batch, tmp_path):
         assert torch.equal(loaded(**batch).logits, model(**batch).logits)
 
 
+def test_forecasting_reads_only_the_first_clips(model, batch):
+    """next_word_logits: the next clip's word from the words before it and nothing else."""
+
+    def video(ids):  # frame features that are exactly the codebook rows `ids` (B, T)
+        return model.visual_words[torch.tensor(ids)].unsqueeze(2)  # (B, T, 1, D)
+
+    words = [[0, 1, 2, 3, 4, 5, 6, 7], [7, 6, 5, 4, 3, 2, 1, 0]]
+    logits, truth = model.next_word_logits(context=4, frame_features=video(words))
+    assert logits.shape == (2, model.config.num_visual_words) and truth.tolist() == [4, 3]
+    # the clips from `context` on (the answer and what follows) never reach the model
+    later = [row[:4] + [1, 1, 1, 1] for row in words]
+    assert torch.equal(model.next_word_logits(context=4, frame_features=video(later))[0], logits)
+    # the context does
+    earlier = [[5, 5, 5, 5] + row[4:] for row in words]
+    assert not torch.equal(model.next_word_logits(context=4, frame_features=video(earlier))[0], logits)
+    # a padded target clip has no truth (-1); pixels give the words of their features
+    mask = torch.ones(2, 8, dtype=torch.bool)
+    mask[1, 4:] = False
+    assert model.next_word_logits(context=4, frame_features=video(words), frame_mask=mask)[1].tolist() == [4, -1]
+    pixels = batch["pixel_values"]
+    with torch.no_grad():
+        from_pixels = model.next_word_logits(context=3, pixel_values=pixels)
+        cached = model.next_word_logits(context=3, frame_features=model.vision(pixels))
+    assert torch.equal(cached[0], from_pixels[0]) and torch.equal(cached[1], from_pixels[1])
+    for bad in (0, 8):
+        with pytest.raises(ValueError, match=rf"context: must be in \[1, 7\] for 8 clips, got {bad}"):
+            model.next_word_logits(context=bad, frame_features=video(words))
+
+
 def test_template_filling_learns_the_answer(tokenizer, frames):
     torch.manual_seed(0)
     bert = tiny_videobert(tokenizer=tokenizer, num_visual_words=8)

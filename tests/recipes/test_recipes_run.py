@@ -1,6 +1,6 @@
 """Each tiny recipe trains a few steps through `videovlm train`'s engine, unchanged except for
 paths and step counts; Video-LLaMA also on 2 processes with ZeRO-2 (torchrun, gloo), and its
-first losses are pinned (torchtune-style loss regression)."""
+first losses are pinned, as are VideoOFA's and VideoBERT's (torchtune-style loss regression)."""
 
 from __future__ import annotations
 
@@ -26,11 +26,23 @@ from videovlm.train.stages import STAGE_MARKER
 # Re-pinned when the recipe's temporal spec stopped being built once, and thrown away, before
 # the model: the same seed now initialises the model's own encoder first.
 GOLDEN_VIDEOLLAMA = {"readout": [4.976898, 5.027267], "instruct": [4.962518, 4.168206]}
+# The same for recipes/videoofa/tiny.yaml (its three stages, steps 0-1) and
+# recipes/videobert/tiny.yaml (steps 0-1 of its one stage, vocabulary 2 x 3 words on 6 videos),
+# both on the conv tower.
+GOLDEN_VIDEOOFA = {"image": [5.210002, 4.674780], "video": [4.829286, 4.638266], "finetune": [3.782949, 3.506331]}
+GOLDEN_VIDEOBERT = {"pretrain": [5.749712, 6.505414]}
 
 
 def losses(stage_dir) -> list[float]:
     rows = [json.loads(line) for line in (stage_dir / "metrics.jsonl").read_text().splitlines()]
     return [row["loss"] for row in rows if "loss" in row]
+
+
+def assert_golden(output_dir: Path, golden: dict[str, list[float]]) -> None:
+    for stage, expected in golden.items():
+        got = losses(output_dir / stage)
+        assert len(got) == 2 and all(torch.isfinite(torch.tensor(got)))
+        assert got == pytest.approx(expected, abs=2e-3), f"{stage}: {got}"
 
 
 def train(recipe, tmp_path, mini_data, runs_dir, extra=()):
@@ -52,10 +64,7 @@ def test_videollama_tiny_trains_and_matches_golden_losses(videollama_run):
     # Trained from cached features, saved (and named for the next stage) as a plain Video-LLaMA.
     marker = json.loads((results[0].final_dir / STAGE_MARKER).read_text())
     assert marker["model_class"] == "videovlm.models.videollama.modeling.VideoLlamaModel"
-    for stage, golden in GOLDEN_VIDEOLLAMA.items():
-        got = losses(config.output_dir / stage)
-        assert len(got) == 2 and all(torch.isfinite(torch.tensor(got)))
-        assert got == pytest.approx(golden, abs=2e-3), f"{stage}: {got}"
+    assert_golden(config.output_dir, GOLDEN_VIDEOLLAMA)
     final = results[-1].final_dir
     from videovlm.qa import VideoQA
 
@@ -92,14 +101,16 @@ def test_videoofa_tiny_three_stages(tmp_path, mini_data, runs_dir):
     # Stage 2 trained on its three tasks (captioning, matching, frame order) with the tower frozen.
     marker = json.loads((results[1].final_dir / STAGE_MARKER).read_text())
     assert marker["trainable"] == ["temporal", "seq2seq"] and marker["seen"] == 4
+    assert_golden(config.output_dir, GOLDEN_VIDEOOFA)
 
 
 def test_videobert_tiny_fits_vocabulary_and_evaluates(tmp_path, mini_data, runs_dir):
     from videovlm.models import load_pretrained
-    from videovlm.recipes.videobert import alignment_accuracy, template_filling_accuracy
+    from videovlm.recipes.videobert_eval import alignment_accuracy, forecast_accuracy, template_filling_accuracy, vocabulary_purity
 
     extra = ["model.levels=2", "model.k=3", "model.max_videos=6"]
     config, results = train(RECIPES / "videobert" / "tiny.yaml", tmp_path, mini_data, runs_dir, extra)
+    assert_golden(config.output_dir, GOLDEN_VIDEOBERT)
     model = load_pretrained(results[-1].final_dir)
     assert model.config.num_visual_words == 9
     # The fitted codebook was saved: not the random init, and the test videos map to few words.
@@ -108,3 +119,14 @@ def test_videobert_tiny_fits_vocabulary_and_evaluates(tmp_path, mini_data, runs_
     filling = template_filling_accuracy(model, mini_data / "test", sampler="clips:1,num=8")
     assert alignment["total"] == 6 and 0.0 <= alignment["accuracy"] <= 1.0
     assert filling["overall"]["total"] == filling["color"]["total"] + filling["shape"]["total"] > 0
+    forecast = forecast_accuracy(model, mini_data / "test", frequency_split=mini_data / "train", sampler="clips:1,num=8")
+    assert {r["total"] for r in forecast.values()} == {3}  # one next clip per test video
+    assert forecast["top1"]["correct"] <= forecast["top5"]["correct"]
+    purity = vocabulary_purity(model, mini_data / "test", sampler="clips:1,num=8")
+    assert purity["frames"] == 24 and 1 <= purity["words_used"] <= 9
+    for kind in ("objects", "colours", "shapes"):  # a word's majority is at least the global one's share
+        assert purity[kind]["baseline"] <= purity[kind]["purity"] <= 1.0
+    # one word for everything: purity is exactly the most common set's share
+    model.visual_words.copy_(model.visual_words[:1].expand_as(model.visual_words))
+    single = vocabulary_purity(model, mini_data / "test", sampler="clips:1,num=8")
+    assert single["words_used"] == 1 and all(single[k]["purity"] == single[k]["baseline"] for k in ("objects", "colours", "shapes"))

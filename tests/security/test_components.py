@@ -88,7 +88,7 @@ def test_every_imported_module_and_reexport_in_allowed_packages_is_refused():
         ("videovlm.models.__builtins__", "private or a dunder"),
         ("videovlm.models.VideoLlamaModel.__init__.__globals__", "private or a dunder"),
         ("videovlm.models.base._key_paths", "private or a dunder"),
-        ("videovlm.recipes.videobert.main", "command-line entry point"),
+        ("videovlm.recipes.videobert_eval.main", "command-line entry point"),
         ("videovlm.train.backbones.__main__.main", "private or a dunder"),
         ("videovlm.models.base.IGNORE_INDEX", "is a int"),
         ("videovlm.models", "no importable module"),

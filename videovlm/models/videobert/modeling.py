@@ -6,8 +6,8 @@ recipe, as VideoBERT quantises S3D features);
 word k has token id ``visual_word_offset + k`` in BERT's vocabulary, which is extended by K.
 Segment (token type) 0 is the text, 1 the video. Losses: masked LM over text and visual
 words, plus text-video alignment (a head on ``[CLS]``; in-batch mismatched pairs are the
-negatives). Helpers: ``score_candidates`` (template filling: which word fits ``[MASK]``)
-and ``alignment_score``.
+negatives). Helpers: ``score_candidates`` (template filling: which word fits ``[MASK]``),
+``alignment_score`` and ``next_word_logits`` (forecasting the next clip's visual word).
 
 Batch keys: ``pixel_values`` (or ``frame_features``, the tower's cached output), ``frame_mask``, ``input_ids`` / ``attention_mask`` / ``labels``
 (from ``VideoBertProcessor``), optional ``alignment_labels (B,)`` (1 = text matches video).
@@ -205,6 +205,28 @@ class VideoBertModel(VideoFamilyModel):
         valid = targets != IGNORE_INDEX
         scores = (picked * valid).sum(1) / valid.sum(1)
         return scores.view(len(templates), c)
+
+    @torch.no_grad()
+    def next_word_logits(self, *, context: int, pixel_values=None, frame_features=None, frame_mask=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """VideoBERT's forecasting: logits (B, K) over the K visual words for clip ``context``
+        (0-based) given only the words of clips ``[0, context)`` and no text
+        (``[CLS] [SEP] w_0 .. w_{context-1} [MASK] [SEP]``), and the true words (B,) of that clip
+        (-1 where the clip is padding). The video: ``pixel_values`` or ``frame_features``."""
+        vectors, frame_mask = self.frame_vectors(pixel_values, frame_mask, frame_features=frame_features)  # (B, T, D), (B, T)
+        if not 1 <= context < vectors.shape[1]:
+            raise ValueError(f"context: must be in [1, {vectors.shape[1] - 1}] for {vectors.shape[1]} clips, got {context}")
+        words = self.visual_word_ids(vectors)  # (B, T)
+        batch = words.shape[0]
+        query = torch.full((batch, 1), self.tokenizer.mask_token_id, dtype=words.dtype, device=words.device)
+        given = torch.cat([words[:, :context], query], dim=1)  # (B, context + 1)
+        given_mask = torch.cat([frame_mask[:, :context], torch.ones_like(query, dtype=torch.bool)], dim=1)
+        text = torch.tensor([[self.tokenizer.cls_token_id, self.tokenizer.sep_token_id]], device=words.device).expand(batch, -1)
+        ids, mask, types, positions = self._sequence(text, torch.ones_like(text), given, given_mask)
+        logits = self.bert(input_ids=ids, attention_mask=mask, token_type_ids=types, position_ids=positions).logits
+        at_query = logits[:, text.shape[1] + context].float()  # (B, V)
+        offset = self.visual_word_offset
+        truth = torch.where(frame_mask[:, context], words[:, context] - offset, torch.full_like(words[:, context], -1))
+        return at_query[:, offset : offset + self.config.num_visual_words], truth
 
     def language_model(self) -> nn.Module:
         """BERT with its MLM head; its vocabulary includes the visual words."""
