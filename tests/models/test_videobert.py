@@ -12,8 +12,8 @@ from videovlm.models.presets import tiny_videobert
 
 from .conftest import qa_and_caption_batch
 
-GOLDEN_LOSS = 5.42017936706543
-GOLDEN_ALIGN = [0.11807, 0.12032]
+GOLDEN_LOSS = 5.3391432762146  # both rows as positives: MLM + alignment
+GOLDEN_ALIGN = [0.10165, 0.13260]
 TEMPLATE = "what colour is the circle? [MASK]"
 
 
@@ -57,9 +57,19 @@ def test_forward_backward_default_pattern(model, batch):
 
 def test_golden_loss_and_alignment(model, batch):
     with torch.no_grad():
-        out = model(**batch)
+        out = model(**batch, alignment_labels=torch.ones(2))
     assert out.loss.item() == pytest.approx(GOLDEN_LOSS, rel=1e-4)
     assert out.alignment_logits.tolist() == pytest.approx(GOLDEN_ALIGN, abs=1e-4)
+
+
+def test_masked_modelling_only_where_the_video_belongs_to_the_text(model, batch):
+    """Rows paired with another video (alignment negatives) carry no MLM targets: a caption
+    word predicted next to the wrong video would teach the model to ignore the video."""
+    with torch.no_grad():
+        negatives = model(**batch, alignment_labels=torch.zeros(2))
+        positives = model(**batch, alignment_labels=torch.ones(2))
+    assert negatives.mlm_loss is None and torch.isfinite(negatives.alignment_loss)
+    assert torch.isfinite(positives.mlm_loss)
 
 
 def test_visual_words_from_pixels_or_cached_features(model, batch, tmp_path):

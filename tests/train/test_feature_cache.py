@@ -389,3 +389,65 @@ def test_engine_hook_reads_the_recipe_keys(tokenizer, videos, tmp_path):
     assert apply_feature_cache(config=online, stage=online.stages[0], model=plain, train_sets=train_sets, val_sets=[])[0] is train_sets
     with pytest.raises(ConfigError, match="feature_cache.on_miss"):
         validate({**recipe, "feature_cache": {"on_miss": "sometimes"}}, allowed_packages=allowed)
+
+
+@pytest.mark.parametrize("task", ["FrameOrderDataset", "VideoTextMatchingDataset"])
+def test_videoofa_stage2_tasks_train_from_cached_features(tokenizer, videos, tmp_path, task):
+    """VideoOFA's stage-2 items come from cached frame features: frame order plays the cached
+    frames reversed for its negatives, matching pairs them with another video's caption; the
+    same draws as with decoded frames, so the losses are identical."""
+    import csv
+
+    from videovlm.models import VideoOFAModel, load_pretrained, set_trainable
+    from videovlm.recipes import videoofa
+    from videovlm.video.samplers import parse_sampler
+
+    captions = tmp_path / "captions.csv"
+    with captions.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["videoid", "name", "video"])
+        for path, caption in zip(videos, ["a red square", "a blue square", "a green square moves left"]):
+            writer.writerow([path.stem, caption, str(path)])
+
+    def model_and_data():
+        model = build_micro("videoofa", tokenizer)
+        set_trainable(model, ["temporal", "seq2seq"])
+        return model, getattr(videoofa, task)(path=captions, processor=model.processor, sampler=SAMPLER, seed=3)
+
+    online, data = model_and_data()
+    draws = [data.draw(step, i) for step in range(4) for i in range(len(data))]
+    assert {positive for positive, _ in draws} == {True, False}  # both answers occur in these steps
+    online_losses = _train(online, data)
+
+    model, data = model_and_data()
+    precompute(cache=FeatureCache(tmp_path / "cache"), namespace=model_namespace(model, ["vision"]), front=FrozenFront(model, ["vision"]),
+               processor=model.processor, videos=videos, sampler=parse_sampler(SAMPLER), sampler_spec=SAMPLER)
+    (cached,) = use_cached_features(model=model, datasets=[data], cache_dir=tmp_path / "cache", trainable=["temporal", "seq2seq"], on_miss="error")
+    for step in range(2):
+        for i in range(len(data)):
+            pixels, features = data[(step, i)], cached[(step, i)]
+            assert "pixel_values" not in features and torch.equal(features["labels"], pixels["labels"])
+            assert torch.equal(features["input_ids"], pixels["input_ids"]) and torch.equal(features["frame_mask"], pixels["frame_mask"])
+            with torch.no_grad():  # the cached features are the tower's output on the (possibly reversed) frames
+                assert torch.allclose(features["frame_features"], model.vision(pixels["pixel_values"][None].float())[0], atol=1e-6)
+    cached_losses = _train(model, cached)
+    assert cached.misses == 0
+    assert cached_losses == pytest.approx(online_losses, rel=1e-4, abs=1e-5)
+    assert type(load_pretrained(model.save_pretrained(tmp_path / "final"))) is VideoOFAModel
+
+
+def test_videoofa_generates_from_cached_features(tokenizer, videos):
+    """``frame_features`` is a VideoOFA input for forward and generate alike, with the
+    errors of the other families for a wrong layout or both inputs at once."""
+    model = build_micro("videoofa", tokenizer).eval()
+    prompt = model.processor.prompt("what is in the video?", frames=np.zeros((3, 40, 40, 3), dtype=np.uint8))
+    pixels = prompt["pixel_values"][None]
+    ids = prompt["input_ids"][None]
+    with torch.no_grad():
+        features = model.vision(pixels)  # (1, T, N, D)
+    assert torch.equal(model.generate(input_ids=ids, frame_features=features, max_new_tokens=4),
+                       model.generate(input_ids=ids, pixel_values=pixels, max_new_tokens=4))
+    with pytest.raises(ValueError, match="give exactly one of pixel_values"):
+        model(input_ids=ids, pixel_values=pixels, frame_features=features)
+    with pytest.raises(ValueError, match=r"frame_features: expected \(B, T, N, D\)"):
+        model(input_ids=ids, frame_features=features[0])

@@ -286,6 +286,19 @@ def check_frame_features(
     return _checked_frames(frame_features, frame_mask, max_frames=max_frames, name=name, layout="(B, T, N, D)", ndim=4)
 
 
+def frame_tokens_from(vision: nn.Module, *, pixel_values=None, frame_features=None, frame_mask=None, max_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frame tokens (B, T, N, D) and the validated bool (B, T) frame mask from exactly one of
+    ``pixel_values (B, T, C, H, W)`` (through the ``vision`` tower) and ``frame_features
+    (B, T, N, D)`` (the tower's output, e.g. from the feature cache, used as given)."""
+    if (pixel_values is None) == (frame_features is None):
+        got = "both" if pixel_values is not None else "none"
+        raise ValueError(f"give exactly one of pixel_values (B, T, C, H, W) / frame_features (B, T, N, D); got {got}")
+    if frame_features is None:
+        frame_mask = check_video_inputs(pixel_values, frame_mask, max_frames=max_frames)
+        return vision(pixel_values), frame_mask  # (B, T, N, D), (B, T)
+    return frame_features, check_frame_features(frame_features, frame_mask, max_frames=max_frames)
+
+
 def _checked_frames(video: torch.Tensor, frame_mask: torch.Tensor | None, *, max_frames: int, name: str, layout: str, ndim: int) -> torch.Tensor:
     if not isinstance(video, torch.Tensor) or video.ndim != ndim:
         shape = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__

@@ -22,49 +22,70 @@ from videovlm.train.datasets import VideoCaptionDataset, record_media
 
 
 class _YesNoVideoTask(VideoCaptionDataset):
-    """A captions CSV whose items are yes/no tasks; ``_task_item`` builds one from the draw.
+    """A captions CSV whose items are yes/no tasks; ``_task_text`` builds one from the draw.
     Takes the arguments of ``videovlm.train.datasets.RecordDataset`` and needs the processor
-    of a VideoOFA model (``matching`` / ``frame_order``)."""
+    of a VideoOFA model (``matching`` / ``frame_order``). Items come from decoded frames
+    (``pixel_values``) or, under ``features: cached``, from the cached frame features
+    (``cached_item``): the same draw, the same text, the same frame order."""
 
     # (positive?, index of the other record) of the item being encoded; see __getitem__.
     _draw: tuple[bool, int] = (True, 0)
 
-    def __getitem__(self, key: ItemKey | int) -> dict[str, torch.Tensor] | SkippedItem:
-        epoch, index = key if isinstance(key, tuple) else (0, key)
+    def draw(self, epoch: int, index: int) -> tuple[bool, int]:
+        """(positive?, index of another record) for item ``index`` in ``epoch``."""
         # A separate stream from the frame jitter (word 2i+1 vs the engine's i); eval items
         # use epoch 0, so the validation set is the same every time.
         generator = item_generator(self.seed, epoch if self.train else 0, index * 2 + 1)
         positive = bool(torch.rand(1, generator=generator) < 0.5)
         other = (index + 1 + int(torch.randint(max(1, len(self.records) - 1), (1,), generator=generator))) % len(self.records)
+        return positive, other
+
+    def __getitem__(self, key: ItemKey | int) -> dict[str, torch.Tensor] | SkippedItem:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
         # Each DataLoader worker holds its own copy of the dataset, so this hand-over to
         # ``_encode`` (called by the base class for this very item) is never shared.
-        self._draw = (positive, other)
+        self._draw = self.draw(epoch, index)
         return super().__getitem__((epoch, index))
 
     def _encode(self, record: Any, frames: torch.Tensor, valid: torch.Tensor) -> dict[str, torch.Tensor]:
+        text, reverse = self._checked_task_text(record, *self._draw)
+        if reverse:
+            frames, valid = frames.flip(0), valid.flip(0)
+        return {**text, "pixel_values": self.processor.frames_to_pixel_values(frames)[0], "frame_mask": valid}  # (T, C, H, W), (T,)
+
+    def cached_item(self, key: ItemKey, record: Any, features: torch.Tensor, valid: torch.Tensor, *, input_name: str) -> dict[str, torch.Tensor]:
+        """The item of ``key`` from cached frame features (T, N, D) (``CachedFeatureDataset``
+        calls this): frame order permutes the cached frames, matching pairs them with another
+        video's caption, exactly as ``_encode`` does with decoded frames."""
+        epoch, index = key
+        text, reverse = self._checked_task_text(record, *self.draw(epoch, index))
+        if reverse:
+            features, valid = features.flip(0), valid.flip(0)
+        return {**text, input_name: features, "frame_mask": valid}  # (T, N, D), (T,)
+
+    def _checked_task_text(self, record: Any, positive: bool, other: int) -> tuple[dict[str, torch.Tensor], bool]:
         if not hasattr(self.processor, "frame_order") or not hasattr(self.processor, "matching"):
             raise TypeError(f"processor: {type(self).__name__} needs a VideoOFAProcessor, got {type(self.processor).__name__}")
-        positive, other = self._draw
-        return self._task_item(record, frames, valid, positive=positive, other=other)
+        return self._task_text(record, positive=positive, other=other)
 
-    def _task_item(self, record: Any, frames: torch.Tensor, valid: torch.Tensor, *, positive: bool, other: int) -> dict[str, torch.Tensor]:
-        raise TypeError(f"{type(self).__name__} must define _task_item")
+    def _task_text(self, record: Any, *, positive: bool, other: int) -> tuple[dict[str, torch.Tensor], bool]:
+        """The item's text side and whether its frames play reversed."""
+        raise TypeError(f"{type(self).__name__} must define _task_text")
 
 
 class VideoTextMatchingDataset(_YesNoVideoTask):
     """``does the video describe " caption "?`` with its own caption (yes) or another's (no)."""
 
-    def _task_item(self, record, frames, valid, *, positive, other):
+    def _task_text(self, record, *, positive, other):
         caption = record.caption if positive else self.records[other].caption
-        return {**self.processor.matching(caption, matches=positive, frames=frames), "frame_mask": valid}
+        return self.processor.matching(caption, matches=positive), False
 
 
 class FrameOrderDataset(_YesNoVideoTask):
     """``are the frames of the video in order?`` on the frames as played (yes) or reversed (no)."""
 
-    def _task_item(self, record, frames, valid, *, positive, other):
-        item = self.processor.frame_order(frames, reverse=not positive)
-        return {**item, "frame_mask": valid if positive else valid.flip(0)}
+    def _task_text(self, record, *, positive, other):
+        return self.processor.frame_order(None, reverse=not positive), not positive
 
 
 # --------------------------------------------------------------------------------------

@@ -285,8 +285,8 @@ class PadCollator:
             return CollatedBatch(inputs={}, skipped=skipped, num_items=0)
         keys = list(good[0])
         for item in good[1:]:
-            if list(item) != keys:
-                raise DataError(f"items of one batch have different keys: {keys} vs {list(item)}")
+            if set(item) != set(keys):  # the order of a dict's keys is not part of an item
+                raise DataError(f"items of one batch have different keys: {sorted(keys)} vs {sorted(item)}")
         if "pixel_values" in keys and "frame_mask" not in keys and good[0]["pixel_values"].ndim == 4:  # (T, C, H, W) frames
             for item in good:
                 item["frame_mask"] = torch.ones(item["pixel_values"].shape[0], dtype=torch.bool)

@@ -142,7 +142,7 @@ def metadata_from_json(data: dict[str, Any]) -> VideoMetadata:
 
 
 class FrozenFront(nn.Module):
-    """The cached parts of a Video-LLaMA or VideoBERT model: pixels (B, T, C, H, W) -> frame tokens (B, T, N, D).
+    """The cached parts of a family model (its vision tower, plus Video-LLaMA's image Q-Former): pixels (B, T, C, H, W) -> frame tokens (B, T, N, D).
     Holds the model's own modules (no copy), so its output is exactly what training would compute."""
 
     def __init__(self, model: nn.Module, parts: Sequence[str]):

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from videovlm.models import VideoBertModel, VideoLlamaModel
+from videovlm.models import VideoBertModel, VideoLlamaModel, VideoOFAModel
 from videovlm.train.config import cache_dir_of
 from videovlm.train.feature_cache import (
     FeatureCache,
@@ -100,9 +100,14 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
                 self.hits += 1
         except (VideoDecodeError, OSError, ValueError) as error:
             return SkippedItem(index=index, path=str(path), reason=f"{type(error).__name__}: {error}")
+        valid = torch.tensor(sample.valid, dtype=torch.bool)  # (T,)
+        # A dataset whose items depend on the frames (frame order, matching) builds them itself.
+        cached_item = getattr(self.base, "cached_item", None)
+        if cached_item is not None:
+            return cached_item((epoch, index), record, features, valid, input_name=self.input_name)
         item = self.processor(record)
         item[self.input_name] = features  # (T, N, D)
-        item["frame_mask"] = torch.tensor(sample.valid, dtype=torch.bool)  # (T,)
+        item["frame_mask"] = valid
         return item
 
     def _image_item(self, index: int, record: Any, path: Path):
@@ -144,7 +149,7 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
 
 
 # The families that take cached features as an input (``frame_features`` / ``query_features``).
-CACHED_FAMILIES: tuple[type, ...] = (VideoLlamaModel, VideoBertModel)
+CACHED_FAMILIES: tuple[type, ...] = (VideoLlamaModel, VideoBertModel, VideoOFAModel)
 
 
 def cached_input_name(parts: Sequence[str]) -> str:

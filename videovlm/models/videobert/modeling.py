@@ -28,9 +28,8 @@ from transformers.utils import ModelOutput
 from videovlm.models.base import (
     IGNORE_INDEX,
     VideoFamilyModel,
-    check_frame_features,
     check_sequence_length,
-    check_video_inputs,
+    frame_tokens_from,
 )
 from videovlm.models.language import build_language_model
 from videovlm.models.videobert.configuration import VideoBertConfig
@@ -81,15 +80,10 @@ class VideoBertModel(VideoFamilyModel):
         exactly one of ``pixel_values (B, T, C, H, W)`` and ``frame_features (B, T, N, D)`` (the
         tower's output, e.g. from the feature cache): the tower's tokens averaged (one token
         when pooled). Quantisation and k-means run in float32 whatever the tower's dtype."""
-        if (pixel_values is None) == (frame_features is None):
-            got = "both" if pixel_values is not None else "none"
-            raise ValueError(f"give exactly one of pixel_values (B, T, C, H, W) / frame_features (B, T, N, D); got {got}")
-        if frame_features is None:
-            frame_mask = check_video_inputs(pixel_values, frame_mask, max_frames=self.config.max_frames)
-            frame_features = self.vision(pixel_values)  # (B, T, N, D)
-        else:
-            frame_mask = check_frame_features(frame_features, frame_mask, max_frames=self.config.max_frames)
-        return frame_features.float().mean(dim=2), frame_mask  # (B, T, D), (B, T)
+        tokens, frame_mask = frame_tokens_from(
+            self.vision, pixel_values=pixel_values, frame_features=frame_features, frame_mask=frame_mask, max_frames=self.config.max_frames
+        )  # (B, T, N, D), (B, T)
+        return tokens.float().mean(dim=2), frame_mask  # (B, T, D), (B, T)
 
     def visual_word_ids(self, vectors: torch.Tensor) -> torch.Tensor:
         """Token ids (B, T) of each frame vector's (B, T, D) nearest visual word."""
@@ -111,19 +105,24 @@ class VideoBertModel(VideoFamilyModel):
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
         return ids, mask, types, positions
 
-    def _mask_for_mlm(self, input_ids, labels, words, frame_mask):
+    def _mask_for_mlm(self, input_ids, labels, words, frame_mask, aligned):
         """BERT masking (80% [MASK], 10% random, 10% kept) of text pieces with labels and of
-        visual words (only in rows that have random-mask text, i.e. not template rows)."""
+        visual words (only in rows that have random-mask text, i.e. not template rows).
+
+        Only rows whose video belongs to their text (``aligned``, (B,) bool) are masked: a
+        caption word predicted next to another video's words teaches the model that the video
+        is no evidence for the text, the opposite of what template filling needs (UNITER and
+        LXMERT likewise keep masked modelling to matched pairs)."""
         generator = None
         device = input_ids.device
         if not self.training:
             generator = torch.Generator(device=device).manual_seed(self.EVAL_MASK_SEED)
         p = self.config.mlm_probability
         mask_id = self.tokenizer.mask_token_id
-        given = (input_ids == mask_id) & (labels != IGNORE_INDEX)  # template rows: always predicted
+        given = (input_ids == mask_id) & (labels != IGNORE_INDEX) & aligned[:, None]  # template rows: always predicted
         candidates = (labels != IGNORE_INDEX) & ~given
-        pretrain_rows = candidates.any(1, keepdim=True)  # (B, 1)
-        chosen_text = candidates & (torch.rand(input_ids.shape, generator=generator, device=device) < p)
+        pretrain_rows = candidates.any(1, keepdim=True) & aligned[:, None]  # (B, 1)
+        chosen_text = pretrain_rows & candidates & (torch.rand(input_ids.shape, generator=generator, device=device) < p)
         chosen_words = pretrain_rows & frame_mask & (torch.rand(words.shape, generator=generator, device=device) < p)
 
         def corrupt(ids, chosen, low, high):
@@ -153,7 +152,8 @@ class VideoBertModel(VideoFamilyModel):
             alignment_labels = (~swap).float()
         text_labels = word_labels = None
         if labels is not None:
-            input_ids, words, text_labels, word_labels = self._mask_for_mlm(input_ids, labels, words, frame_mask)
+            aligned = torch.ones(batch, dtype=torch.bool, device=words.device) if alignment_labels is None else alignment_labels.bool()
+            input_ids, words, text_labels, word_labels = self._mask_for_mlm(input_ids, labels, words, frame_mask, aligned)
         ids, mask, types, positions = self._sequence(input_ids, attention_mask, words, frame_mask)
         out = self.bert(input_ids=ids, attention_mask=mask, token_type_ids=types, position_ids=positions, output_hidden_states=True)
         align_logits = self.alignment_head(out.hidden_states[-1][:, 0]).squeeze(-1)  # (B,)

@@ -8,7 +8,8 @@ followed by the embedded instruction text. The decoder generates the answer text
 Tasks (captioning, QA, video-text matching, frame order) differ only in the instruction
 (``VideoOFAProcessor``).
 
-Batch keys: ``pixel_values (B, T, C, H, W)``, ``frame_mask (B, T)``, ``input_ids`` /
+Batch keys: ``pixel_values (B, T, C, H, W)`` (or ``frame_features (B, T, N, D_vis)``, the
+frozen tower's cached output), ``frame_mask (B, T)``, ``input_ids`` /
 ``attention_mask (B, L)`` (the instruction), ``labels (B, L_target)``.
 Parts: ``vision``, ``temporal`` (the temporal encoder + ``VisualTokens``), ``seq2seq``. The default trains
 ``temporal`` and ``seq2seq`` with the vision tower frozen.
@@ -25,7 +26,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from videovlm.models.base import (
     VideoFamilyModel,
     check_sequence_length,
-    check_video_inputs,
+    frame_tokens_from,
     to_module_dtype,
 )
 from videovlm.models.configs import ModelConfigError
@@ -75,13 +76,17 @@ class VideoOFAModel(VideoFamilyModel):
         self.temporal = VisualTokens(encoder, model_dim=model_dim)
         self.processor = self.PROCESSOR_CLASS.from_config(config, tokenizer=self.tokenizer, pixel=self.vision.pixel)
 
-    def encoder_inputs(self, pixel_values, input_ids, attention_mask=None, frame_mask=None):
-        """Encoder embeddings (B, T*N' + L, D) and mask: visual tokens first, then the text."""
-        frame_mask = check_video_inputs(pixel_values, frame_mask, max_frames=self.config.max_frames)
+    def encoder_inputs(self, pixel_values=None, input_ids=None, attention_mask=None, frame_mask=None, *, frame_features=None):
+        """Encoder embeddings (B, T*N' + L, D) and mask: visual tokens first, then the text.
+        The video comes as exactly one of ``pixel_values`` and ``frame_features``."""
+        if input_ids is None:
+            raise ValueError("input_ids: required (the instruction)")
+        tokens, frame_mask = frame_tokens_from(
+            self.vision, pixel_values=pixel_values, frame_features=frame_features, frame_mask=frame_mask, max_frames=self.config.max_frames
+        )  # (B, T, N, D_vis), (B, T)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        frame_tokens = to_module_dtype(self.vision(pixel_values), self.temporal)  # (B, T, N, D_vis)
-        visual, visual_mask = self.temporal(frame_tokens, frame_mask)  # (B, V, D), (B, V)
+        visual, visual_mask = self.temporal(to_module_dtype(tokens, self.temporal), frame_mask)  # (B, V, D), (B, V)
         # The LM's own embedding module (BART's scales by sqrt(d_model) when configured).
         text = self.seq2seq.get_input_embeddings()(input_ids)  # (B, L, D)
         check_sequence_length(visual.shape[1] + text.shape[1], self.seq2seq.config, what="encoder input (visual + text)")
@@ -89,14 +94,14 @@ class VideoOFAModel(VideoFamilyModel):
         mask = torch.cat([visual_mask.to(attention_mask.dtype), attention_mask], dim=1)
         return embeds, mask
 
-    def forward(self, *, pixel_values, input_ids, attention_mask=None, labels=None, frame_mask=None, decoder_input_ids=None):
-        embeds, mask = self.encoder_inputs(pixel_values, input_ids, attention_mask, frame_mask)
+    def forward(self, *, input_ids, pixel_values=None, frame_features=None, attention_mask=None, labels=None, frame_mask=None, decoder_input_ids=None):
+        embeds, mask = self.encoder_inputs(pixel_values, input_ids, attention_mask, frame_mask, frame_features=frame_features)
         return self.seq2seq(inputs_embeds=embeds, attention_mask=mask, labels=labels, decoder_input_ids=decoder_input_ids)
 
     @torch.no_grad()
-    def generate(self, *, pixel_values, input_ids, attention_mask=None, frame_mask=None, **generate_kwargs: Any):
+    def generate(self, *, input_ids, pixel_values=None, frame_features=None, attention_mask=None, frame_mask=None, **generate_kwargs: Any):
         """Decoder token ids (B, L_out) from the seq2seq ``generate`` (encoder run once, KV cache on)."""
-        embeds, mask = self.encoder_inputs(pixel_values, input_ids, attention_mask, frame_mask)
+        embeds, mask = self.encoder_inputs(pixel_values, input_ids, attention_mask, frame_mask, frame_features=frame_features)
         encoder_outputs = self.seq2seq.get_encoder()(inputs_embeds=embeds, attention_mask=mask)
         return self.generate_with_language_model(
             encoder_outputs=BaseModelOutput(last_hidden_state=encoder_outputs.last_hidden_state),

@@ -72,10 +72,10 @@ class VideoOFAProcessor(FamilyProcessor):
 
     def frame_order(self, frames, *, reverse: bool) -> dict[str, torch.Tensor]:
         """Frame-order item: are the frames in playing order? With ``reverse`` they are
-        played backwards (answer ``no``), the negative that only a temporal model can spot."""
-        frames = torch.as_tensor(frames)
-        if reverse:
-            frames = frames.flip(0)
+        played backwards (answer ``no``), the negative that only a temporal model can spot.
+        ``frames=None`` gives the text side only (the caller orders cached features itself)."""
+        if frames is not None and reverse:
+            frames = torch.as_tensor(frames).flip(0)
         answer = self.template.no if reverse else self.template.yes
         return self.encode(self.template.frame_order, answer, frames, where="frame_order")
 
