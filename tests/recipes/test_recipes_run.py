@@ -102,6 +102,26 @@ def test_videoofa_tiny_three_stages(tmp_path, mini_data, runs_dir):
     marker = json.loads((results[1].final_dir / STAGE_MARKER).read_text())
     assert marker["trainable"] == ["temporal", "seq2seq"] and marker["seen"] == 4
     assert_golden(config.output_dir, GOLDEN_VIDEOOFA)
+    from videovlm.models import load_pretrained
+    from videovlm.recipes.videoofa_eval import answer_log_likelihood, main, stage2_accuracy
+
+    model = load_pretrained(results[1].final_dir)
+    report = stage2_accuracy(model, mini_data / "train")  # 6 videos: both answers occur in the draws
+    for task in ("frame_order", "matching"):
+        assert (report[task]["total"], report[task]["positives"], report[task]["skipped"]) == (6, 2, 0), task
+        assert report[task]["correct"] in range(7)
+    # The likelihood of the true answer is the model's own loss on the item, summed.
+    from videovlm.recipes.videoofa import FrameOrderDataset
+    from videovlm.train.data import PadCollator
+
+    data = FrameOrderDataset(path=mini_data / "val" / "captions.csv", processor=model.processor, sampler="uniform:8", train=False)
+    inputs = PadCollator(data.pad_values)([data[(0, 0)]]).inputs
+    answer = model.tokenizer.decode(inputs["labels"][0][:-1])
+    with torch.no_grad():
+        loss = model(**inputs).loss
+    assert answer_log_likelihood(model, inputs, answer).item() == pytest.approx(-loss.item() * inputs["labels"].shape[1], rel=1e-4)
+    assert main(["--model", str(results[1].final_dir), "--data", str(mini_data / "train"), "--output", str(tmp_path / "stage2.json")]) == 0
+    assert json.loads((tmp_path / "stage2.json").read_text()) == report
 
 
 def test_videobert_tiny_fits_vocabulary_and_evaluates(tmp_path, mini_data, runs_dir):
