@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_model, save_file
 from torch import nn
 from transformers import AutoTokenizer, PreTrainedModel
 from transformers.utils import logging as hf_logging
@@ -24,9 +22,17 @@ from transformers.utils import logging as hf_logging
 from videovlm.components import find_forbidden_keys
 from videovlm.models.configs import ModelConfigError, config_from_dict, config_to_dict
 from videovlm.models.hf import enable_activation_checkpointing
+from videovlm.models.weights import (  # noqa: F401  (WeightsFileError: re-exported, the errors a user catches)
+    BASE_FILE,
+    WEIGHTS_FILE,
+    WeightsFileError,
+    load_weights,
+    save_weights,
+    unshared_state_dict,
+    write_base,
+)
 
 CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 IGNORE_INDEX = -100  # labels with this value are left out of the loss (HF convention)
 LORA_PART = "lora"
 
@@ -106,19 +112,40 @@ class VideoFamilyModel(nn.Module, ABC):
         return directory
 
     # -- save / load --------------------------------------------------------------------
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write config.json, model.safetensors and the tokenizer to ``directory``."""
+    def save_pretrained(
+        self, directory: str | Path, *, max_shard_size: int | str | None = None, parts: Sequence[str] | None = None, base: str | Path | None = None
+    ) -> Path:
+        """Write config.json, the weights and the tokenizer to ``directory``.
+
+        ``max_shard_size`` (bytes or e.g. "2GB"): transformers' sharded layout instead of one
+        ``model.safetensors``. ``parts`` + ``base``: write only these parts' weights (e.g. a
+        stage's trainable ones) and name ``base``, the checkpoint folder with the rest, which
+        ``from_pretrained`` loads first (see ``videovlm.models.weights``)."""
         directory = Path(directory)
+        if (parts is None) != (base is None):
+            raise ValueError("save_pretrained: parts and base go together (the parts to write, the checkpoint with the rest)")
+        state = unshared_state_dict(self)
+        if parts is not None:
+            unknown = sorted(set(parts) - set(self.parts()))
+            if unknown or not parts:
+                raise ValueError(f"save_pretrained: parts {unknown or list(parts)} are not parts of {type(self).__name__} ({', '.join(self.parts())})")
+            state = {name: tensor for name, tensor in state.items() if name.split(".", 1)[0] in parts}
         directory.mkdir(parents=True, exist_ok=True)
         config = config_to_dict(self.saved_config())
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        save_file(unshared_state_dict(self), str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+        save_weights(state, directory, max_shard_size=max_shard_size)
+        if base is not None:
+            write_base(directory, base=Path(base), parts=parts)
+        else:
+            (directory / BASE_FILE).unlink(missing_ok=True)
         self.tokenizer.save_pretrained(directory)
         return directory
 
     @classmethod
     def from_pretrained(cls, directory: str | Path):
-        """Rebuild a model saved with ``save_pretrained``; outputs are bit-identical."""
+        """Rebuild a model saved with ``save_pretrained``; outputs are bit-identical. The model
+        is built without weights (meta device) and the saved tensors are put in place, so
+        loading needs the checkpoint's memory once, not twice, and no random init."""
         directory = Path(directory)
         data = read_config_json(directory)
         if data.get("model_type") != cls.MODEL_TYPE:
@@ -127,9 +154,24 @@ class VideoFamilyModel(nn.Module, ABC):
             )
         config = config_from_dict(cls.CONFIG_CLASS, data, where=str(directory / CONFIG_FILE))
         tokenizer = load_saved_tokenizer(directory)
-        model = cls(config, tokenizer=tokenizer)
-        load_weights(model, directory / WEIGHTS_FILE, renamed_prefixes={f"{old}.": f"{new}." for old, new in cls.RENAMED_PARTS.items()})
+        model = cls.build_empty(config, tokenizer=tokenizer)
+        load_weights(model, directory, renamed_prefixes={f"{old}.": f"{new}." for old, new in cls.RENAMED_PARTS.items()})
         model.eval()
+        return model
+
+    @classmethod
+    def build_empty(cls, config, *, tokenizer):
+        """The model with its parameters on the meta device (no memory, no random init) and its
+        buffers real (they are small, and some are computed, not saved), ready for weights
+        to be assigned. accelerate's ``init_empty_weights`` re-registers each parameter, which
+        unties tied ones (BART's shared embeddings, a tied LM head): transformers ties them again."""
+        from accelerate import init_empty_weights
+
+        with init_empty_weights():
+            model = cls(config, tokenizer=tokenizer)
+        for module in model.modules():
+            if isinstance(module, PreTrainedModel):
+                module.tie_weights()
         return model
 
     def saved_config(self) -> Any:
@@ -150,69 +192,6 @@ class VideoFamilyModel(nn.Module, ABC):
     def saved_fields(self) -> dict[str, Any]:
         """Family config fields whose saved value differs from the built one (none by default)."""
         return {}
-
-
-def unshared_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The state dict as standalone tensors, each shared (tied) tensor stored once.
-
-    ``safetensors.torch.save_model`` refuses parameters that are views into a larger buffer,
-    which is how DeepSpeed ZeRO-1/2 lays out trainable parameters (one flat buffer per
-    group). Tied weights are the same tensor (same address, shape and strides): of each such
-    group the first name in sorted order is kept, the choice ``load_model`` expects."""
-    state = model.state_dict()
-    return {name: state[name].detach().contiguous().clone() for name in unshared_names(state)}
-
-
-def unshared_names(state: dict[str, torch.Tensor]) -> list[str]:
-    """The names ``unshared_state_dict`` keeps: the first (sorted) name of each tied group."""
-    kept: dict[tuple, str] = {}
-    for name in sorted(state):
-        tensor = state[name]
-        identity = (tensor.device, tensor.data_ptr(), tuple(tensor.shape), tensor.stride(), tensor.dtype)
-        kept.setdefault(identity, name)
-    return sorted(kept.values())
-
-
-class WeightsFileError(ModelConfigError):
-    """A model.safetensors file is unreadable (truncated, not safetensors) or does not match
-    the model its config.json describes (names or shapes)."""
-
-
-def load_weights(model: nn.Module, weights: Path, *, renamed_prefixes: dict[str, str] | None = None) -> None:
-    """Load ``weights`` (safetensors) into ``model``, every tensor by name and shape.
-    ``renamed_prefixes``: old name prefix -> new (a part renamed since the file was written)."""
-    if not weights.is_file():
-        raise FileNotFoundError(f"{weights}: weights file missing" + (" (it is a folder)" if weights.is_dir() else ""))
-    try:
-        with safe_open(str(weights), framework="pt") as handle:
-            shapes = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise WeightsFileError(f"{weights}: not a readable safetensors file ({e})") from None
-    new_names = {name: _renamed(name, renamed_prefixes or {}) for name in shapes}
-    shapes = {new_names[name]: shape for name, shape in shapes.items()}
-    state = model.state_dict()
-    expected = {name: tuple(state[name].shape) for name in unshared_names(state)}
-    missing, unexpected = sorted(set(expected) - set(shapes)), sorted(set(shapes) - set(expected))
-    if missing or unexpected:
-        raise WeightsFileError(f"{weights}: weights do not match the config (missing {missing[:5]}, unexpected {unexpected[:5]})")
-    wrong = [f"{n}: {shapes[n]} in the file, {expected[n]} in the model" for n in sorted(expected) if shapes[n] != expected[n]]
-    if wrong:
-        raise WeightsFileError(f"{weights}: {len(wrong)} tensors have the wrong shape ({'; '.join(wrong[:3])})")
-    try:
-        if all(old == new for old, new in new_names.items()):
-            load_model(model, str(weights), strict=False)
-        else:
-            with safe_open(str(weights), framework="pt") as handle:
-                model.load_state_dict({new_names[name]: handle.get_tensor(name) for name in handle.keys()}, strict=False)
-    except (SafetensorError, RuntimeError) as e:  # e.g. a file truncated inside its data
-        raise WeightsFileError(f"{weights}: cannot read the tensors ({e})") from None
-
-
-def _renamed(name: str, prefixes: dict[str, str]) -> str:
-    for old, new in prefixes.items():
-        if name.startswith(old):
-            return new + name[len(old) :]
-    return name
 
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
