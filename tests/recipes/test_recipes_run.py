@@ -73,6 +73,32 @@ def test_videollama_tiny_trains_and_matches_golden_losses(videollama_run):
     assert isinstance(answer, str)
 
 
+def test_trainable_only_sharded_finals_load_as_the_full_ones(videollama_run, tmp_path, mini_data, runs_dir):
+    """``save: {trainable_only: true, max_shard_size: ...}``: stage 2 writes only its trainable
+    parts, in shards, over stage 1's final/; the losses are the same and the loaded stage-2
+    model equals the one saved whole."""
+    from safetensors import safe_open
+
+    from videovlm.models import load_pretrained
+
+    recipe = RECIPES / "videollama" / "tiny.yaml"
+    config, results = train(recipe, tmp_path, mini_data, runs_dir, ["save.trainable_only=true", "save.max_shard_size=100KB"])
+    single, single_results = videollama_run
+    assert_golden(config.output_dir, GOLDEN_VIDEOLLAMA)
+    first, second = (r.final_dir for r in results)
+    assert not (first / "weights_base.json").exists()  # the first stage has no base: written whole
+    base = json.loads((second / "weights_base.json").read_text())
+    assert base == {"base": "../../readout/final", "parts": config.stages[1].trainable}
+    written = set()
+    for shard in second.glob("model-*-of-*.safetensors"):
+        with safe_open(str(shard), framework="pt") as handle:
+            written |= set(handle.keys())
+    assert config.stages[1].trainable == ["projector", "lora"]  # "lora": the adapters only, not the LLM around them
+    assert {n.split(".")[0] for n in written} == {"projector", "llm"} and all("lora_" in n for n in written if n.startswith("llm."))
+    full, partial = load_pretrained(single_results[1].final_dir).state_dict(), load_pretrained(second).state_dict()
+    assert sorted(full) == sorted(partial) and all(torch.equal(full[n], partial[n]) for n in full)
+
+
 def test_videollama_zero2_two_processes(videollama_run, tmp_path, mini_data, runs_dir):
     """torchrun --nproc_per_node 2 with ZeRO-2: micro batch 1 per rank = the single-process
     global batch of 2 (same items, same gradients up to weighting). The logged loss is the

@@ -126,10 +126,11 @@ class VideoFamilyModel(nn.Module, ABC):
             raise ValueError("save_pretrained: parts and base go together (the parts to write, the checkpoint with the rest)")
         state = unshared_state_dict(self)
         if parts is not None:
-            unknown = sorted(set(parts) - set(self.parts()))
+            unknown = sorted(set(parts) - set(self.parts()) - {LORA_PART})
             if unknown or not parts:
                 raise ValueError(f"save_pretrained: parts {unknown or list(parts)} are not parts of {type(self).__name__} ({', '.join(self.parts())})")
-            state = {name: tensor for name, tensor in state.items() if name.split(".", 1)[0] in parts}
+            # "lora": the adapters inside the language model, not the base weights around them
+            state = {n: t for n, t in state.items() if n.split(".", 1)[0] in parts or (LORA_PART in parts and "lora_" in n)}
         directory.mkdir(parents=True, exist_ok=True)
         config = config_to_dict(self.saved_config())
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")

@@ -71,6 +71,23 @@ class FeatureCacheConfig:
     on_miss: Literal["compute", "error"] = "compute"
 
 
+@dataclass
+class SaveConfig:
+    """The ``save`` recipe section: how each stage's ``final/`` is written (family models).
+
+    Fields:
+        max_shard_size: None writes one ``model.safetensors``; a size such as ``5GB`` or
+            ``200MB`` writes transformers' sharded layout (shards + ``model.safetensors.index.json``).
+        trainable_only: a stage after the first writes only its trainable parts (LoRA: only the
+            adapters) and names the previous stage's ``final/`` as the base holding the rest
+            (``weights_base.json``): a frozen 7B LLM is not rewritten per stage. Loading reads
+            the base first, so keep the whole output folder together.
+    """
+
+    max_shard_size: str | None = None
+    trainable_only: bool = False
+
+
 def cache_dir_of(config) -> Path:
     """The feature cache folder of a recipe: ``feature_cache.dir``, else ``<output_dir>/feature_cache``."""
     settings = getattr(config, "feature_cache", None) or FeatureCacheConfig()
@@ -146,6 +163,7 @@ class TrainConfig:
     # frozen vision front instead of decoding and running it every step.
     features: Literal["online", "cached"] = "online"
     feature_cache: FeatureCacheConfig = field(default_factory=FeatureCacheConfig)
+    save: SaveConfig = field(default_factory=SaveConfig)
 
 
 # --------------------------------------------------------------------------------------

@@ -125,7 +125,7 @@ class Trainer:
             return finished
         setup = self._setup_stage(index, stage, previous_final)
         loop = self._train_stage(index, stage, setup)
-        return self._finish_stage(stage, setup, loop)
+        return self._finish_stage(stage, setup, loop, previous_final)
 
     def _finished_stage(self, stage: StageConfig) -> StageResult | None:
         """The recorded result of a stage whose ``final/`` marker exists (resume only), else None."""
@@ -222,7 +222,7 @@ class Trainer:
         loop.train(iter(loader), setup.start_step)
         return loop
 
-    def _finish_stage(self, stage: StageConfig, setup: _StageSetup, loop: _StageLoop) -> StageResult:
+    def _finish_stage(self, stage: StageConfig, setup: _StageSetup, loop: _StageLoop, previous_final: Path | None) -> StageResult:
         """Final evaluation, ``final/`` with its stage marker, the loss curve."""
         config, dist = self.config, self.dist
         assert dist is not None
@@ -244,7 +244,7 @@ class Trainer:
             # The frame sampler the model was trained with: `videovlm qa` uses it by default.
             "sampler": next((d.sampler_spec for d in setup.train_sets if hasattr(d, "sampler_spec")), None),
         }
-        self._save_final(engine, model, setup.final_dir, marker)
+        self._save_final(engine, model, setup.final_dir, marker, save_options(config.save, model, stage.trainable, previous_final))
         if dist.is_main:
             plot_loss_curve(metrics.path, stage_dir / "loss_curve.png", title=f"{config.output_dir.name} / {stage.name}")
         barrier()
@@ -274,8 +274,8 @@ class Trainer:
         totals = _all_reduce_sum(totals, engine)
         return float(totals[0] / totals[1]) if totals[1] > 0 else float("nan")
 
-    def _save_final(self, engine: Any, model: nn.Module, final_dir: Path, marker: dict[str, Any]) -> None:
-        """``save_pretrained`` of the full model (ZeRO-3 parameters gathered first)."""
+    def _save_final(self, engine: Any, model: nn.Module, final_dir: Path, marker: dict[str, Any], options: dict[str, Any]) -> None:
+        """``save_pretrained(**options)`` of the model (ZeRO-3 parameters gathered first)."""
         import deepspeed
 
         dist = self.dist
@@ -287,14 +287,30 @@ class Trainer:
         if engine.zero_optimization_partition_weights():
             with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None):
                 if dist.is_main:
-                    model.save_pretrained(tmp)
+                    model.save_pretrained(tmp, **options)
         elif dist.is_main:
-            model.save_pretrained(tmp)
+            model.save_pretrained(tmp, **options)
         if dist.is_main:
             (tmp / STAGE_MARKER).write_text(json.dumps(marker, indent=1))
             shutil.rmtree(final_dir, ignore_errors=True)
             tmp.rename(final_dir)
         barrier()
+
+
+def save_options(save, model: nn.Module, trainable: Sequence[str] | None, previous_final: Path | None) -> dict[str, Any]:
+    """``save_pretrained`` keywords from the recipe's ``save`` section (``SaveConfig``): none
+    by default, so any model with a plain ``save_pretrained(directory)`` works."""
+    from videovlm.models.base import VideoFamilyModel
+
+    options: dict[str, Any] = {}
+    if save.max_shard_size is not None:
+        options["max_shard_size"] = save.max_shard_size
+    if save.trainable_only and previous_final is not None and trainable is not None:
+        # The stage's tmp folder sits beside final/, so the relative base path stays right.
+        options.update(parts=list(trainable), base=previous_final)
+    if options and not isinstance(model, VideoFamilyModel):
+        raise TrainingError(f"save: {', '.join(options)} needs a videovlm family model; {class_path(type(model))} saves with save_pretrained(directory) only")
+    return options
 
 
 def _to_device(inputs: dict[str, Any], engine: Any) -> dict[str, Any]:
