@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -305,12 +306,36 @@ def check_sequence_length(length: int, config, *, what: str) -> None:
         )
 
 
-def check_family_config(*, family: str, lm_field: str, lm_kind: str, expected_kind: str, max_frames: int) -> None:
-    """The checks every family config makes: the right kind of language model, max_frames >= 1."""
+def check_family_config(
+    *, family: str, lm_field: str, lm_kind: str, expected_kind: str, max_frames: int, beyond_max_frames: str = "error"
+) -> None:
+    """The checks every family config makes: the right kind of language model, max_frames >= 1,
+    a known ``beyond_max_frames`` policy."""
     if lm_kind != expected_kind:
         raise ModelConfigError(f"{lm_field}.kind: {family} needs a {expected_kind} language model, got {lm_kind!r}")
     if max_frames < 1:
         raise ModelConfigError(f"max_frames: must be >= 1, got {max_frames}")
+    if beyond_max_frames not in BEYOND_MAX_FRAMES:
+        raise ModelConfigError(f"beyond_max_frames: must be one of {BEYOND_MAX_FRAMES}, got {beyond_max_frames!r}")
+
+
+BEYOND_MAX_FRAMES = ("error", "interpolate")
+
+
+def frame_limit(config) -> int:
+    """The most frames the family accepts: ``max_frames``, or no limit when the config's
+    ``beyond_max_frames`` is ``interpolate`` (the temporal encoder resamples its positions)."""
+    return sys.maxsize if getattr(config, "beyond_max_frames", "error") == "interpolate" else config.max_frames
+
+
+def temporal_defaults(config) -> dict[str, str]:
+    """What the family config decides for its temporal encoder's config: ``beyond_max_frames:
+    interpolate`` reaches the encoder; an encoder spec that says otherwise is a contradiction."""
+    if getattr(config, "beyond_max_frames", "error") != "interpolate":
+        return {}
+    if config.temporal.get("beyond_max_frames", "interpolate") != "interpolate":
+        raise ModelConfigError("temporal.beyond_max_frames: 'error' contradicts the model's beyond_max_frames: interpolate; drop one")
+    return {"beyond_max_frames": "interpolate"}
 
 
 def require_pixel_settings(vision_config) -> Any:

@@ -79,6 +79,9 @@ class FamilyProcessor:
     MODEL_TYPE: ClassVar[str]
     CONFIG_CLASS: ClassVar[type]
 
+    # Families whose config has ``beyond_max_frames`` pass it through ``options_from_config``.
+    beyond_max_frames: str = "error"
+
     def __init__(self, *, tokenizer, pixel: PixelConfig, max_frames: int, max_length: int):
         self.tokenizer = tokenizer
         self.pixel = pixel
@@ -117,7 +120,7 @@ class FamilyProcessor:
     def frames_to_pixel_values(self, frames) -> torch.Tensor:
         """uint8 ``(T, H, W, 3)`` or ``(B, T, H, W, 3)`` -> float ``(B, T, C, H, W)``."""
         pixels = frames_to_pixel_values(frames, self.pixel)
-        if pixels.shape[1] > self.max_frames:
+        if pixels.shape[1] > self.max_frames and self.beyond_max_frames == "error":
             raise ProcessorError(f"frames: {pixels.shape[1]} frames but the model takes at most max_frames={self.max_frames}")
         return pixels
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import logging
 import math
 import types
 import typing
@@ -37,6 +38,7 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from einops import rearrange
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 
 class TemporalConfigError(ValueError):
@@ -59,6 +61,10 @@ class VideoTokens(NamedTuple):
     mask: Tensor  # (B, M) bool, False for tokens that come only from padded frames
 
 
+BEYOND_MAX_FRAMES = ("error", "interpolate")
+log = logging.getLogger(__name__)
+
+
 @dataclass
 class TemporalEncoderConfig:
     """Fields shared by every temporal encoder config.
@@ -67,14 +73,20 @@ class TemporalEncoderConfig:
         input_dim: D, the width of the incoming frame tokens.
         output_dim: D_out, the width of the video tokens; ``None`` means the same as ``input_dim``
             (resolved when the config is built, so a saved config always holds a number).
+        beyond_max_frames: what more frames than a learned frame position embedding has rows
+            do: ``error`` (a TemporalInputError naming the numbers) or ``interpolate`` (the
+            table resampled linearly to T rows, as ViTs resample patch positions for a larger
+            image; a warning is logged once per frame count). Encoders without one ignore it.
     """
 
     input_dim: int
     output_dim: int | None = None
+    beyond_max_frames: str = "error"
 
     def __post_init__(self) -> None:
         if self.output_dim is None:
             self.output_dim = self.input_dim
+        self.require_choice("beyond_max_frames", BEYOND_MAX_FRAMES)
         hints = typing.get_type_hints(type(self))
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
@@ -184,6 +196,11 @@ class TemporalEncoder(nn.Module, abc.ABC):
         self.input_dim = config.input_dim
         self.output_dim = int(config.output_dim)  # resolved by __post_init__
 
+    def frame_positions(self, embedding: nn.Embedding, num_frames: int) -> Tensor:
+        """``frame_position_table`` with this encoder's ``beyond_max_frames`` policy: (T, D)."""
+        interpolate = self._config.beyond_max_frames == "interpolate"
+        return frame_position_table(embedding, num_frames, owner=type(self).__name__, interpolate=interpolate)
+
     @property
     def config(self) -> TemporalEncoderConfig:
         """A copy of the config this encoder was built from."""
@@ -274,15 +291,28 @@ def check_num_frames(num_frames: int, max_frames: int, *, owner: str) -> None:
     """A clear error for more frames than the encoder was configured for."""
     if num_frames > max_frames:
         raise TemporalInputError(
-            f"{owner}: got {num_frames} frames but max_frames is {max_frames}; "
-            "raise max_frames in the config or sample fewer frames"
+            f"{owner}: got {num_frames} frames but max_frames is {max_frames}; raise max_frames in the config, "
+            "sample fewer frames, or set beyond_max_frames: interpolate (the family config's, or the encoder's)"
         )
 
 
-def frame_position_table(embedding: nn.Embedding, num_frames: int, *, owner: str) -> Tensor:
-    """Rows 0..T-1 of a learned frame position embedding, with a clear error past its size."""
-    check_num_frames(num_frames, embedding.num_embeddings, owner=owner)
-    return embedding(torch.arange(num_frames, device=embedding.weight.device))  # (T, D)
+_interpolation_noted: set[tuple[str, int, int]] = set()
+
+
+def frame_position_table(embedding: nn.Embedding, num_frames: int, *, owner: str, interpolate: bool = False) -> Tensor:
+    """Rows 0..T-1 of a learned frame position embedding (T, D). Past its size: a clear error,
+    or with ``interpolate`` the whole table resampled linearly to T rows (first and last rows
+    kept), so a video longer than training keeps the same start-to-end span of positions."""
+    rows = embedding.num_embeddings
+    if num_frames <= rows or not interpolate:
+        check_num_frames(num_frames, rows, owner=owner)
+        return embedding(torch.arange(num_frames, device=embedding.weight.device))  # (T, D)
+    if (owner, rows, num_frames) not in _interpolation_noted:
+        _interpolation_noted.add((owner, rows, num_frames))
+        log.warning("%s: %d frames, more than the %d frame positions it was trained with: interpolating them linearly", owner, num_frames, rows)
+    table = rearrange(embedding.weight, "t d -> 1 d t")
+    resized = F.interpolate(table.float(), size=num_frames, mode="linear", align_corners=True).to(table.dtype)
+    return rearrange(resized, "1 d t -> t d")  # (T, D)
 
 
 def output_projection(input_dim: int, output_dim: int) -> nn.Module:

@@ -12,7 +12,6 @@ from videovlm.models.temporal.base import (
     TemporalEncoder,
     VideoTokens,
     feed_forward,
-    frame_position_table,
     output_projection,
     zero_masked_tokens,
 )
@@ -90,7 +89,7 @@ class DividedSpaceTime(TemporalEncoder):
 
     def encode(self, frame_tokens: Tensor, frame_mask: Tensor) -> VideoTokens:
         num_frames, num_tokens = frame_tokens.shape[1:3]
-        positions = frame_position_table(self.frame_position, num_frames, owner=type(self).__name__)
+        positions = self.frame_positions(self.frame_position, num_frames)
         tokens = frame_tokens + rearrange(positions, "t d -> 1 t 1 d")  # (B, T, N, D)
         for block in self.blocks:
             tokens = block(tokens, frame_mask)  # (B, T, N, D)

@@ -11,7 +11,6 @@ from videovlm.models.temporal.base import (
     AttentionStackConfig,
     TemporalEncoder,
     VideoTokens,
-    frame_position_table,
     output_projection,
     zero_masked_tokens,
 )
@@ -68,7 +67,7 @@ class FrameTransformer(TemporalEncoder):
 
     def encode(self, frame_tokens: Tensor, frame_mask: Tensor) -> VideoTokens:
         num_tokens = frame_tokens.shape[2]
-        positions = frame_position_table(self.frame_position, frame_tokens.shape[1], owner=type(self).__name__)
+        positions = self.frame_positions(self.frame_position, frame_tokens.shape[1])
         if self.pool_patches:
             frames = reduce(frame_tokens, "b t n d -> b t d", "mean")  # (B, T, D)
             sequence = frames + rearrange(positions, "t d -> 1 t d")  # (B, T, D)

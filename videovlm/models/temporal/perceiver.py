@@ -14,7 +14,6 @@ from videovlm.models.temporal.base import (
     VideoTokens,
     all_tokens_real,
     feed_forward,
-    frame_position_table,
     output_projection,
 )
 
@@ -82,7 +81,7 @@ class PerceiverResampler(TemporalEncoder):
 
     def encode(self, frame_tokens: Tensor, frame_mask: Tensor) -> VideoTokens:
         batch, num_frames, num_tokens, _ = frame_tokens.shape
-        positions = frame_position_table(self.frame_position, num_frames, owner=type(self).__name__)
+        positions = self.frame_positions(self.frame_position, num_frames)
         media = rearrange(frame_tokens + rearrange(positions, "t d -> 1 t 1 d"), "b t n d -> b (t n) d")  # (B, T*N, D)
         padded_media = repeat(~frame_mask, "b t -> b (t n)", n=num_tokens)  # (B, T*N)
         latents = repeat(self.latents, "m d -> b m d", b=batch)  # (B, M, D)

@@ -15,7 +15,6 @@ from videovlm.models.temporal.base import (
     TemporalEncoder,
     TemporalEncoderConfig,
     VideoTokens,
-    frame_position_table,
     grid_side,
     output_projection,
     split_patch_grid,
@@ -90,7 +89,7 @@ class SpatialPool(TemporalEncoder):
         tokens = rearrange(pooled, "(b t) d h w -> b t (h w) d", b=batch)  # (B, T, P, D)
         if self.keep_cls_token and cls_token is not None:
             tokens = torch.cat([rearrange(cls_token, "b t d -> b t 1 d"), tokens], dim=2)  # (B, T, 1+P, D)
-        positions = frame_position_table(self.frame_position, num_frames, owner=type(self).__name__)
+        positions = self.frame_positions(self.frame_position, num_frames)
         tokens = tokens + rearrange(positions, "t d -> 1 t 1 d")  # (B, T, P, D)
         per_frame = tokens.shape[2]
         flat = self.projection(rearrange(tokens, "b t p d -> b (t p) d"))  # (B, T*P, D_out)

@@ -15,7 +15,6 @@ from videovlm.models.temporal.base import (
     VideoTokens,
     all_tokens_real,
     check_num_frames,
-    frame_position_table,
     grid_side,
     output_projection,
     sine_grid_code,
@@ -111,10 +110,11 @@ class VideoQFormer(TemporalEncoder):
         1 = a real frame's token."""
         _, num_frames, num_tokens, dim = frame_tokens.shape
         owner = type(self).__name__
-        check_num_frames(num_frames, self.max_frames, owner=owner)
+        if self._config.beyond_max_frames != "interpolate":
+            check_num_frames(num_frames, self.max_frames, owner=owner)
         tokens = frame_tokens
         if self.frame_position is not None:
-            positions = frame_position_table(self.frame_position, num_frames, owner=owner)
+            positions = self.frame_positions(self.frame_position, num_frames)
             tokens = tokens + rearrange(positions, "t d -> 1 t 1 d")  # (B, T, N, D)
         if self.grid_positions:
             side = grid_side(num_tokens, has_cls_token=self.has_cls_token, owner=owner)

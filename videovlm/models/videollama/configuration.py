@@ -51,6 +51,9 @@ class VideoLlamaConfig:
     lora: LoRA on the LLM (None = no adapters).
     template: the conversation template and prompt texts of the processor.
     max_frames: most frames per sample the model accepts.
+    beyond_max_frames: a video with more frames than ``max_frames``: ``error`` (a clear error)
+        or ``interpolate`` (accepted; the temporal encoder's learned frame positions are
+        resampled linearly to the frame count, logged once). Sample fewer frames to cap instead.
     tokenizer: hub id / folder of the tokenizer when none is passed (None = the LLM checkpoint).
     model_type: always ``videollama`` (lets ``load_pretrained`` pick the family).
     """
@@ -63,12 +66,14 @@ class VideoLlamaConfig:
     lora: LoraSettings | None = None
     template: ChatTemplateConfig = field(default_factory=ChatTemplateConfig)
     max_frames: int = 8
+    beyond_max_frames: str = "error"
     tokenizer: str | None = None
     model_type: str = "videollama"
 
     def __post_init__(self):
         check_family_config(
-            family="Video-LLaMA", lm_field="llm", lm_kind=self.llm.kind, expected_kind="causal", max_frames=self.max_frames
+            family="Video-LLaMA", lm_field="llm", lm_kind=self.llm.kind, expected_kind="causal", max_frames=self.max_frames,
+            beyond_max_frames=self.beyond_max_frames,
         )
         if "_component_" not in self.temporal:
             raise ModelConfigError("temporal._component_: missing (dotted path of a temporal encoder class)")

@@ -28,6 +28,8 @@ import torch
 from torch import nn
 
 from videovlm.models.base import (
+    frame_limit,
+    temporal_defaults,
     IGNORE_INDEX,
     VideoFamilyModel,
     check_frame_features,
@@ -69,7 +71,7 @@ class VideoLlamaModel(VideoFamilyModel):
         if config.image_qformer is not None:
             self.image_qformer = ImageQFormer(config.image_qformer, vision_dim=frame_dim)
             frame_dim = self.image_qformer.hidden_size
-        self.temporal = build_temporal_encoder(config.temporal, input_dim=frame_dim, vocab_size=len(self.tokenizer))
+        self.temporal = build_temporal_encoder(config.temporal, input_dim=frame_dim, vocab_size=len(self.tokenizer), defaults=temporal_defaults(config))
         llm = build_language_model(config.llm, vocab_size=len(self.tokenizer))
         self.projector = Projector(config.projector, input_dim=self.temporal.output_dim, output_dim=llm.config.hidden_size)
         self.llm = apply_lora(llm, config.lora) if config.lora is not None else llm
@@ -108,7 +110,7 @@ class VideoLlamaModel(VideoFamilyModel):
         ``instruction``: ``instruction_ids`` / ``instruction_mask`` (B, L) for a temporal encoder
         that reads them (``reads_instruction``; the processor makes them), else nothing."""
         video, name = _one_video_input(pixel_values=pixel_values, frame_features=frame_features, query_features=query_features)
-        max_frames = self.config.max_frames
+        max_frames = frame_limit(self.config)
         if name == "pixel_values":
             frame_mask = check_video_inputs(video, frame_mask, max_frames=max_frames)
             tokens = self.vision(video)  # (B, T, N, D_vis)

@@ -65,8 +65,10 @@ class VideoLlamaProcessor(FamilyProcessor):
         template: ChatTemplateConfig,
         instruction: bool = False,
         max_instruction_tokens: int = 64,
+        beyond_max_frames: str = "error",
     ):
         super().__init__(tokenizer=tokenizer, pixel=pixel, max_frames=max_frames, max_length=template.max_length)
+        self.beyond_max_frames = beyond_max_frames
         self.template = template
         self.instruction = instruction
         self.max_instruction_tokens = max_instruction_tokens
@@ -86,11 +88,12 @@ class VideoLlamaProcessor(FamilyProcessor):
     @classmethod
     def options_from_config(cls, config: VideoLlamaConfig) -> dict[str, Any]:
         """The processor also makes the instruction inputs when the temporal encoder reads them."""
+        options = {"beyond_max_frames": config.beyond_max_frames}
         encoder = resolve_temporal_encoder_class(config.temporal["_component_"], where="temporal._component_")
         if not getattr(encoder, "reads_instruction", False):
-            return {}
+            return options
         longest = config.temporal.get("max_instruction_tokens", encoder.config_class.max_instruction_tokens)
-        return {"instruction": True, "max_instruction_tokens": int(longest)}
+        return {**options, "instruction": True, "max_instruction_tokens": int(longest)}
 
     def encode_turns(self, turns: Sequence[Turn], *, where: str, generation: bool = False) -> tuple[list[int], list[int]]:
         """Token ids and labels of a conversation; ``generation`` ends with the assistant marker."""

@@ -41,7 +41,11 @@ class VideoOFAConfig:
         (the seq2seq width), ``max_frames`` and ``has_cls_token`` (the tower's first token is
         CLS / a pooled vector) are filled in when the spec leaves them out.
     template: task instructions of the processor.
-    max_frames: most frames per sample. tokenizer: tokenizer source when none is passed
+    max_frames: most frames per sample.
+    beyond_max_frames: a video with more frames than ``max_frames``: ``error`` (a clear error)
+        or ``interpolate`` (accepted; the temporal encoder's learned frame positions are
+        resampled linearly to the frame count, logged once). Sample fewer frames to cap instead.
+    tokenizer: tokenizer source when none is passed
     (None = the seq2seq checkpoint). model_type: always ``videoofa``.
     """
 
@@ -50,12 +54,14 @@ class VideoOFAConfig:
     temporal: dict = field(default_factory=lambda: dict(DEFAULT_TEMPORAL))
     template: OFATemplateConfig = field(default_factory=OFATemplateConfig)
     max_frames: int = 8
+    beyond_max_frames: str = "error"
     tokenizer: str | None = None
     model_type: str = "videoofa"
 
     def __post_init__(self):
         check_family_config(
-            family="VideoOFA", lm_field="seq2seq", lm_kind=self.seq2seq.kind, expected_kind="seq2seq", max_frames=self.max_frames
+            family="VideoOFA", lm_field="seq2seq", lm_kind=self.seq2seq.kind, expected_kind="seq2seq", max_frames=self.max_frames,
+            beyond_max_frames=self.beyond_max_frames,
         )
         if "spatial_pool" in self.temporal and "_component_" not in self.temporal:
             raise ModelConfigError(

@@ -26,7 +26,9 @@ from transformers.modeling_outputs import BaseModelOutput
 from videovlm.models.base import (
     VideoFamilyModel,
     check_sequence_length,
+    frame_limit,
     frame_tokens_from,
+    temporal_defaults,
     to_module_dtype,
 )
 from videovlm.models.configs import ModelConfigError
@@ -69,7 +71,7 @@ class VideoOFAModel(VideoFamilyModel):
         self.vision = VisionTower(config.vision)
         self.seq2seq = build_language_model(config.seq2seq, vocab_size=len(self.tokenizer))
         model_dim = self.seq2seq.config.d_model
-        defaults = {"output_dim": model_dim, "max_frames": config.max_frames, "has_cls_token": self.vision.has_cls and self.vision.select == "all"}
+        defaults = {"output_dim": model_dim, "max_frames": config.max_frames, "has_cls_token": self.vision.has_cls and self.vision.select == "all", **temporal_defaults(config)}
         encoder = build_temporal_encoder(config.temporal, input_dim=self.vision.hidden_size, defaults=defaults)
         if encoder.output_dim != model_dim:
             raise ModelConfigError(f"temporal.output_dim: {encoder.output_dim} but the seq2seq model is {model_dim}-d")
@@ -82,7 +84,7 @@ class VideoOFAModel(VideoFamilyModel):
         if input_ids is None:
             raise ValueError("input_ids: required (the instruction)")
         tokens, frame_mask = frame_tokens_from(
-            self.vision, pixel_values=pixel_values, frame_features=frame_features, frame_mask=frame_mask, max_frames=self.config.max_frames
+            self.vision, pixel_values=pixel_values, frame_features=frame_features, frame_mask=frame_mask, max_frames=frame_limit(self.config)
         )  # (B, T, N, D_vis), (B, T)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)

@@ -24,9 +24,14 @@ class VideoOFAProcessor(FamilyProcessor):
     MODEL_TYPE = "videoofa"
     CONFIG_CLASS = VideoOFAConfig
 
-    def __init__(self, *, tokenizer, pixel: PixelConfig, max_frames: int, template: OFATemplateConfig):
+    def __init__(self, *, tokenizer, pixel: PixelConfig, max_frames: int, template: OFATemplateConfig, beyond_max_frames: str = "error"):
         super().__init__(tokenizer=tokenizer, pixel=pixel, max_frames=max_frames, max_length=template.max_length)
         self.template = template
+        self.beyond_max_frames = beyond_max_frames
+
+    @classmethod
+    def options_from_config(cls, config: VideoOFAConfig) -> dict[str, Any]:
+        return {"beyond_max_frames": config.beyond_max_frames}
 
     def encode(self, instruction: str, target: str | None, frames=None, *, where: str) -> dict[str, torch.Tensor]:
         """An item from an instruction and its target (None for a generation prompt)."""
