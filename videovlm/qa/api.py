@@ -13,6 +13,8 @@ video cannot be decoded gets an error result instead of stopping the batch.
 
 from __future__ import annotations
 
+import os
+
 import json
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -82,10 +84,16 @@ class QAResult:
     error: str | None = None
 
 
+DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``auto`` = the first CUDA device if there is one, else the CPU."""
+    """``auto`` = the CUDA device of this process (``LOCAL_RANK`` under torchrun, else the
+    first) if there is one, else the CPU."""
     if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     try:
         resolved = torch.device(device)
     except RuntimeError as e:
@@ -110,16 +118,28 @@ class VideoQA:
 
     @classmethod
     def from_pretrained(
-        cls, model_dir: str | Path, *, sampler: str | None = None, device: str | torch.device = "cpu", backend: str = "auto"
+        cls,
+        model_dir: str | Path,
+        *,
+        sampler: str | None = None,
+        device: str | torch.device = "cpu",
+        backend: str = "auto",
+        dtype: str = "auto",
     ) -> VideoQA:
         """Load any family saved with ``save_pretrained`` (``videovlm.models.load_pretrained``).
-        ``sampler`` defaults to the one the model folder records, else ``uniform:8``."""
+        ``sampler`` defaults to the one the model folder records, else ``uniform:8``.
+        ``dtype``: ``auto`` keeps the saved dtypes; ``bfloat16`` / ``float16`` / ``float32``
+        casts the whole model (the frames are cast to each part's dtype as they go in)."""
         from videovlm.models import load_pretrained
 
+        if dtype not in DTYPES:
+            raise QAInputError(f"dtype: expected one of {', '.join(DTYPES)}, got {dtype!r}")
         model_dir = Path(model_dir)
         if not model_dir.is_dir():
             raise QAInputError(f"model: {model_dir} is not a folder (expected one written by save_pretrained)")
         model = load_pretrained(model_dir)
+        if DTYPES[dtype] is not None:
+            model = model.to(DTYPES[dtype])
         spec = sampler or model_sampler_spec(model_dir, max_frames=getattr(model.config, "max_frames", None))
         return cls(model, sampler=spec, device=device, backend=backend)
 

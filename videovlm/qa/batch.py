@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -191,12 +192,57 @@ def write_predictions(
         check_control_data(records, data=data, task=task, control=control, seed=control_seed)
         check_output_path(control_output, data=data, records=records, model_dir=model_dir)
     options = with_default_candidates(vqa, records, options or BatchOptions(), task=task)
+    rank, world = process_rank()
+    if world > 1:
+        if control is not None:
+            raise ValueError("--control: answer the control in one process (it shuffles videos across all questions)")
+        return _write_sharded(vqa, records, output, task=task, options=options, progress=progress, rank=rank, world=world)
     if control is None:
         return _write_rows(output, prediction_rows(vqa, records, task=task, options=options, progress=progress), progress=progress)
     controlled = controlled_prediction_rows(vqa, records, control=control, seed=control_seed, options=options, progress=progress)
     control_summary = _write_rows(control_output, controlled.control, progress=progress)
     summary = _write_rows(output, controlled.real, progress=progress)
     return dataclasses.replace(summary, control_output=control_summary.output)
+
+
+def process_rank() -> tuple[int, int]:
+    """(rank, world size) under torchrun (its RANK / WORLD_SIZE variables), else (0, 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return (int(os.environ.get("RANK", "0")), world) if world > 1 else (0, 1)
+
+
+def shard_path(output: Path, rank: int, world: int) -> Path:
+    return output.with_name(f"{output.name}.part-{rank:05d}-of-{world:05d}")
+
+
+def _write_sharded(vqa: VideoQA, records: Sequence, output: str | Path, *, task: str, options: BatchOptions, progress: bool, rank: int, world: int) -> BatchSummary:
+    """Under torchrun: rank r answers questions r, r + world, ... into its part file beside
+    ``output``; after a barrier rank 0 merges the parts in input order into ``output`` (the
+    same file one process writes) and removes them. Every rank returns the merged summary."""
+    import torch.distributed as dist
+
+    output = Path(output)
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    part = shard_path(output, rank, world)
+    mine = records[rank::world]
+    _write_rows(part, prediction_rows(vqa, mine, task=task, options=options, progress=progress and rank == 0), progress=False)
+    dist.barrier()
+    if rank == 0:
+        parts = [[json.loads(line) for line in shard_path(output, r, world).read_text().splitlines()] for r in range(world)]
+        expected = [len(records[r::world]) for r in range(world)]
+        if [len(p) for p in parts] != expected:  # one line per question, errors included
+            raise RuntimeError(f"{output}: part files hold {[len(p) for p in parts]} lines, expected {expected}")
+        merged = (parts[i % world][i // world] for i in range(len(records)))
+        summary = _write_rows(output, merged, progress=progress)
+        for r in range(world):
+            shard_path(output, r, world).unlink()
+    dist.barrier()
+    if rank != 0:
+        rows = [json.loads(line) for line in output.read_text().splitlines()]
+        failed = {row["video_id"] for row in rows if "error" in row}
+        summary = BatchSummary(total=len(rows), errors=sum("error" in row for row in rows), output=output, failed_videos=len(failed))
+    return summary
 
 
 def _write_rows(output: str | Path, rows: Iterable[dict], *, progress: bool) -> BatchSummary:

@@ -3,6 +3,8 @@
     videovlm qa --model DIR --video clip.mp4 --question "what colour is the circle?" [--stream]
     videovlm qa --model DIR --video clip.mp4 --chat            # multi-turn (Video-LLaMA), questions from stdin
     videovlm qa --model DIR --data test/qa.json --output predictions.jsonl [--batch-size 8] [--strict]
+    torchrun --nproc_per_node 4 -m videovlm qa --model DIR --data test/qa.json --output predictions.jsonl
+        # questions split across processes, merged in input order into the one-process file
 
 Decoding: greedy by default; ``--num-beams N`` for beam search; ``--sample --seed S``
 (``--temperature``, ``--top-p``, ``--top-k``) for reproducible sampling. ``--timestamps`` puts
@@ -53,7 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     decoding.add_argument("--top-k", type=int, default=50)
     decoding.add_argument("--seed", type=int, help="seed for --sample (same seed, same answer)")
     decoding.add_argument("--candidates", help="VideoBERT: comma-separated answers to choose from (default: template filling)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default: cuda if available)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default: cuda if available; under torchrun, cuda:LOCAL_RANK)")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"), help="cast the model (default auto: as saved)")
 
 
 def _settings(args: argparse.Namespace) -> GenerationSettings:
@@ -128,7 +131,7 @@ def _batch_report(summary) -> str:
 def run(args: argparse.Namespace) -> int:
     from videovlm.paths import check_outputs
     from videovlm.qa.api import BatchOptions, VideoQA
-    from videovlm.qa.batch import write_predictions
+    from videovlm.qa.batch import process_rank, write_predictions
     from videovlm.qa.generation import terminal_streamer
 
     try:
@@ -137,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         candidates = _candidates(args)
         if mode == "batch":  # before loading the model: a refused output costs nothing
             check_outputs({"--output": args.output}, files={"--data": args.data}, folders={"--model": args.model})
-        vqa = VideoQA.from_pretrained(args.model, sampler=args.sampler, device=args.device, backend=args.backend)
+        vqa = VideoQA.from_pretrained(args.model, sampler=args.sampler, device=args.device, backend=args.backend, dtype=args.dtype)
         if mode == "batch":
             options = BatchOptions(
                 batch_size=args.batch_size,
@@ -148,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
             summary = write_predictions(
                 vqa, args.data, args.output, task=args.task, options=options, progress=not args.no_progress, model_dir=args.model
             )
-            print(_batch_report(summary), file=sys.stderr)
+            if process_rank()[0] == 0:  # under torchrun: one report, from the rank that merged
+                print(_batch_report(summary), file=sys.stderr)
             if args.strict and summary.errors:
                 return 1
         elif mode == "chat":
