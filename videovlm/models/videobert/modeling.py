@@ -109,20 +109,22 @@ class VideoBertModel(VideoFamilyModel):
         """BERT masking (80% [MASK], 10% random, 10% kept) of text pieces with labels and of
         visual words (only in rows that have random-mask text, i.e. not template rows).
 
-        Only rows whose video belongs to their text (``aligned``, (B,) bool) are masked: a
-        caption word predicted next to another video's words teaches the model that the video
-        is no evidence for the text, the opposite of what template filling needs (UNITER and
-        LXMERT likewise keep masked modelling to matched pairs)."""
+        Every row is corrupted alike, but only rows whose video belongs to their text
+        (``aligned``, (B,) bool) get MLM targets: a caption word predicted next to another
+        video's words teaches the model that the video is no evidence for the text, the opposite
+        of what template filling needs (UNITER and LXMERT likewise keep masked modelling to
+        matched pairs). Masking only aligned rows would hand the alignment head a shortcut
+        ([MASK] present = aligned) that is gone at evaluation, when nothing is masked."""
         generator = None
         device = input_ids.device
         if not self.training:
             generator = torch.Generator(device=device).manual_seed(self.EVAL_MASK_SEED)
         p = self.config.mlm_probability
         mask_id = self.tokenizer.mask_token_id
-        given = (input_ids == mask_id) & (labels != IGNORE_INDEX) & aligned[:, None]  # template rows: always predicted
+        given = (input_ids == mask_id) & (labels != IGNORE_INDEX)  # template rows: always predicted
         candidates = (labels != IGNORE_INDEX) & ~given
-        pretrain_rows = candidates.any(1, keepdim=True) & aligned[:, None]  # (B, 1)
-        chosen_text = pretrain_rows & candidates & (torch.rand(input_ids.shape, generator=generator, device=device) < p)
+        pretrain_rows = candidates.any(1, keepdim=True)  # (B, 1)
+        chosen_text = candidates & (torch.rand(input_ids.shape, generator=generator, device=device) < p)
         chosen_words = pretrain_rows & frame_mask & (torch.rand(words.shape, generator=generator, device=device) < p)
 
         def corrupt(ids, chosen, low, high):
@@ -132,8 +134,9 @@ class VideoBertModel(VideoFamilyModel):
             return torch.where(chosen & (roll >= 0.8) & (roll < 0.9), random_ids, ids)
 
         offset, k = self.visual_word_offset, self.config.num_visual_words
-        text_labels = torch.where(chosen_text | given, labels, torch.full_like(labels, IGNORE_INDEX))
-        word_labels = torch.where(chosen_words, words, torch.full_like(words, IGNORE_INDEX))
+        scored = aligned[:, None]  # (B, 1)
+        text_labels = torch.where((chosen_text | given) & scored, labels, torch.full_like(labels, IGNORE_INDEX))
+        word_labels = torch.where(chosen_words & scored, words, torch.full_like(words, IGNORE_INDEX))
         return corrupt(input_ids, chosen_text, 0, offset), corrupt(words, chosen_words, offset, offset + k), text_labels, word_labels
 
     def forward(self, *, input_ids, pixel_values=None, frame_features=None, attention_mask=None, labels=None, frame_mask=None, alignment_labels=None):
