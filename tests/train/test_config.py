@@ -193,6 +193,30 @@ def test_dry_run_prints_the_plan(recipe, capsys):
     assert "parameters: 132 trainable, 272 frozen (404 total)" in out  # encoder + head of hidden 16
     assert "parameters: 272 trainable, 132 frozen (404 total)" in out  # temporal
     assert "(16 items)" in out and '"zero_optimization": {"stage": 2}' in out
+    assert "memory (DeepSpeed's estimate, ZeRO-2, 1 GPU(s))" in out and "for 132 trained params" in out
+
+
+def test_memory_estimate_is_deepspeeds_formula_plus_the_frozen_weights():
+    """ZeRO-2 without offload: 2 + 18 / world bytes per trained param (DeepSpeed's estimator),
+    frozen fp32 weights whole on each GPU; ZeRO-3 partitions the frozen weights too."""
+    from tests.train.tiny import TinyVideoClassifier
+    from videovlm.train.config import DeepSpeedConfig
+    from videovlm.train.memory_estimate import model_states_estimate
+
+    model = TinyVideoClassifier()
+    for p in model.encoder.parameters():
+        p.requires_grad_(False)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    two = model_states_estimate(model, DeepSpeedConfig(zero_stage=2), world_size=2)
+    assert (two["trainable_params"], two["frozen_params"]) == (trainable, frozen)
+    assert two["gpu_bytes"] == 2 * trainable + 18 * trainable // 2 + 4 * frozen
+    three = model_states_estimate(model, DeepSpeedConfig(zero_stage=3), world_size=2)
+    from videovlm.train.memory_estimate import largest_layer_params
+
+    largest = largest_layer_params(model)  # ZeRO-3 gathers one layer at a time
+    assert three["frozen_gpu_bytes"] == 4 * frozen // 2
+    assert three["deepspeed_gpu_bytes"] == 4 * largest + 18 * trainable // 2
     assert main(["train", str(recipe), "--dry-run", "model._component_=os.system", *ALLOW]) == 2
     assert "outside the allowed packages" in capsys.readouterr().err
 

@@ -16,6 +16,7 @@ from videovlm.train.deepspeed_config import build_deepspeed_config
 from videovlm.train.distributed import detect_launcher
 from videovlm.train.engine import seed_everything
 from videovlm.train.instantiate import DEFAULT_ALLOWED_PACKAGES, instantiate
+from videovlm.train.memory_estimate import format_estimate, model_states_estimate
 from videovlm.train.parts import apply_trainable_parts, model_processor, parameter_counts
 from videovlm.train.stages import build_datasets
 
@@ -46,6 +47,7 @@ def build_plan(config: TrainConfig, *, allowed_packages: Sequence[str] = DEFAULT
             "data": data,
             "data_weights": stage.data.weights,
             "deepspeed": build_deepspeed_config(config.deepspeed, stage, world_size=world_size),
+            "memory": model_states_estimate(model, config.deepspeed, world_size=world_size, num_nodes=int(os.environ.get("NNODES", "1"))),
         })
     return {
         "output_dir": str(config.output_dir),
@@ -79,4 +81,5 @@ def format_plan(plan: dict[str, Any]) -> str:
         if stage["data_weights"] is not None:
             lines.append(f"  data.weights: {stage['data_weights']}")
         lines.append("  deepspeed: " + json.dumps(stage["deepspeed"], sort_keys=True))
+        lines.append("  " + format_estimate(stage["memory"]))
     return "\n".join(lines)
