@@ -6,6 +6,7 @@
         [--annotations test/annotations.jsonl]
     videovlm eval --task retrieval --scores scores.safetensors
     videovlm eval --task pope --predictions predictions.jsonl
+    videovlm eval --task mcq --model DIR --data test/mcq.json [--scoring likelihood|generate [--length-normalize]]
 
 With ``--model``, inference goes through `videovlm.qa` (`predict_records(model_dir=, data=,
 task=)` returning prediction dicts, and `retrieval_scores(model_dir=, data=)` returning the
@@ -47,7 +48,7 @@ from videovlm.eval.tasks import (
 from videovlm.paths import check_outputs, file_problem, write_atomic
 from videovlm.video.types import VideoDecodeError
 
-TASKS = ("qa", "caption", "retrieval", "pope")
+TASKS = ("qa", "mcq", "caption", "retrieval", "pope")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,6 +68,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="caption: a CLIP-style model folder (model, tokenizer, image processor) for CLIPScore; needs --data",
     )
+    parser.add_argument(
+        "--scoring",
+        choices=("likelihood", "generate"),
+        default="likelihood",
+        help="mcq with --model: the option with the most probable answer tokens (default), or the option the generated answer names",
+    )
+    parser.add_argument("--length-normalize", action="store_true", help="mcq --scoring likelihood: mean log-probability per token instead of the sum")
     parser.add_argument("--sampler", default="uniform:8", help="caption CLIPScore: frames to score per video (default: uniform:8)")
     parser.add_argument("--output", type=Path, default=Path("report.json"), help="report JSON path; .md and .png are written beside it")
     parser.add_argument(
@@ -116,7 +124,11 @@ def _model_predictions(args: argparse.Namespace, *, require_answer: bool) -> tup
         raise EvalInputError("--model needs --data (the questions or videos to run the model on)")
     from videovlm.qa import predict_controlled_records, predict_records  # imported here: it loads torch models
 
-    if args.control is None:
+    if args.task == "mcq":
+        from videovlm.qa.mcq import predict_mcq_records
+
+        rows, controlled = predict_mcq_records(model_dir=args.model, data=args.data, scoring=args.scoring, length_normalize=args.length_normalize), None
+    elif args.control is None:
         rows, controlled = predict_records(model_dir=args.model, data=args.data, task=args.task), None
     else:
         seed = DEFAULT_CONTROL_SEED if args.control_seed is None else args.control_seed
@@ -244,14 +256,14 @@ def _evaluate(args: argparse.Namespace) -> Evaluation:
             raise EvalInputError(f"{args.scores or args.model}: {e}") from None
     if args.scores is not None:
         raise EvalInputError(f"--scores is for --task retrieval, not {args.task}")
-    require_answer = args.task in ("qa", "pope")
+    require_answer = args.task in ("qa", "mcq", "pope")
     control = None
     if args.predictions is not None:
         records = read_predictions_jsonl(args.predictions, require_answer=require_answer)
     else:
         records, control = _model_predictions(args, require_answer=require_answer)
     _check_unique(records, args)
-    if args.task == "qa":
+    if args.task in ("qa", "mcq"):  # mcq: the chosen option's letter against the right one
         result = evaluate_qa(records)
     elif args.task == "pope":
         result = evaluate_pope(records)
@@ -276,6 +288,10 @@ def _data_videos(args: argparse.Namespace) -> dict[str, Path]:
         return {}
     if args.task == "caption":
         return {f"the video of {c.video_id} in --data": c.video for c in read_webvid_csv(args.data, check_files=False)}
+    if args.task == "mcq":
+        from videovlm.data.mcq import read_mcq_json
+
+        return {f"the video of {q.video_id} in --data": q.video for q in read_mcq_json(args.data, check_files=False)}
     return {f"the video of {q.video_id} in --data": q.video for q in read_qa_json(args.data, check_files=False)}
 
 
@@ -302,6 +318,8 @@ def _command_line(args: argparse.Namespace) -> list[str]:
             command += [f"--{option.replace('_', '-')}", str(value)]
     if args.clip_model is not None:
         command += ["--sampler", args.sampler]
+    if args.task == "mcq" and args.model is not None:
+        command += ["--scoring", args.scoring] + (["--length-normalize"] if args.length_normalize else [])
     if args.control is not None:
         command += ["--control", args.control]
         if args.control == "shuffled":

@@ -27,7 +27,7 @@ from videovlm.data.synthetic.scene import sample_scene
 from videovlm.video.writer import write_video
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-SPLIT_FILES: tuple[str, ...] = ("captions.csv", "qa.json", "instructions.json", "image_captions.json", "annotations.jsonl")
+SPLIT_FILES: tuple[str, ...] = ("captions.csv", "qa.json", "mcq.json", "instructions.json", "image_captions.json", "annotations.jsonl")
 # x264 quality: low enough that the saturated colours keep their hue after 4:2:0 subsampling.
 VIDEO_CRF = 18
 X264_PRESET = "veryfast"  # ~40% less encode time than the default "medium" and no larger at this size
@@ -218,6 +218,10 @@ def _write_split(split_dir: Path, results: list[dict]) -> None:
         writer.writeheader()
         writer.writerows(r["caption"] for r in results)
     _write_json(split_dir / "qa.json", [item for r in results for item in r["qa"]])
+    # The same questions as multiple choice (MVBench style: 4 candidates from the type's answers).
+    from videovlm.data.mcq import synthetic_mcq
+
+    _write_json(split_dir / "mcq.json", synthetic_mcq(split_dir / "qa.json"))
     _write_json(split_dir / "instructions.json", [r["instruction"] for r in results])
     _write_json(split_dir / "image_captions.json", [r["image_caption"] for r in results])
     with (split_dir / "annotations.jsonl").open("w", encoding="utf-8") as f:

@@ -137,6 +137,7 @@ _CARD_FILES = (
     "| `images/<image_id>.jpg` | JPEG | one frame per video, for image-text stages |",
     "| `captions.csv` | WebVid (`videoid,name,page_dir,duration` + `video`) | one caption per video |",
     "| `qa.json` | MSRVTT-QA / MSVD-QA (`video_id, video, question, answer, type`) | QA items |",
+    "| `mcq.json` | MVBench (`video_id, video, question, candidates, answer, type`) | the QA items as 4-option multiple choice |",
     "| `instructions.json` | LLaVA / VideoChat (`id, video, conversations`) | 1-3 turn conversations |",
     "| `image_captions.json` | LLaVA-CC595K (`id, image, caption`) | frame captions |",
     "| `annotations.jsonl` | one JSON object per video | ground truth: objects, events, centre per frame (null while absent) |",
