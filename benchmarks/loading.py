@@ -61,12 +61,16 @@ def build(workdir: Path, layers: int) -> tuple[Path, Path]:
 
 
 MEASURE = r"""
-import json, resource, sys, time
+import json, sys, time
+def hwm_kb():  # peak RSS of this process image (VmHWM: reset by exec, unlike ru_maxrss)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
 t0, c0 = time.perf_counter(), time.process_time()
 import torch, transformers
 kind, path = sys.argv[1], sys.argv[2]
 t1, c1 = time.perf_counter(), time.process_time()
-base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base_rss = hwm_kb()
 if kind == "videovlm":
     from videovlm.models import load_pretrained
     model = load_pretrained(path)
@@ -89,7 +93,7 @@ if kind != "bare":
         touched = sum(float(t.float().sum()) for t in model.state_dict().values())
 t2, c2 = time.perf_counter(), time.process_time()
 dtypes = sorted({str(p.dtype) for p in model.parameters()}) if kind != "bare" else []
-print(json.dumps({"load_s": t2 - t1, "load_cpu_s": c2 - c1, "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+print(json.dumps({"load_s": t2 - t1, "load_cpu_s": c2 - c1, "peak_rss_kb": hwm_kb(),
                   "import_rss_kb": base_rss, "dtypes": dtypes}))
 """
 
