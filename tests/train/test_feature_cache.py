@@ -391,8 +391,8 @@ def test_engine_hook_reads_the_recipe_keys(tokenizer, videos, tmp_path):
         validate({**recipe, "feature_cache": {"on_miss": "sometimes"}}, allowed_packages=allowed)
 
 
-@pytest.mark.parametrize("task", ["FrameOrderDataset", "VideoTextMatchingDataset"])
-def test_videoofa_stage2_tasks_train_from_cached_features(tokenizer, videos, tmp_path, task):
+@pytest.mark.parametrize("task, options", [("FrameOrderDataset", {}), ("VideoTextMatchingDataset", {}), ("VideoTextMatchingDataset", {"reversed_negatives": 1.0})])
+def test_videoofa_stage2_tasks_train_from_cached_features(tokenizer, videos, tmp_path, task, options):
     """VideoOFA's stage-2 items come from cached frame features: frame order plays the cached
     frames reversed for its negatives, matching pairs them with another video's caption; the
     same draws as with decoded frames, so the losses are identical."""
@@ -412,11 +412,11 @@ def test_videoofa_stage2_tasks_train_from_cached_features(tokenizer, videos, tmp
     def model_and_data():
         model = build_micro("videoofa", tokenizer)
         set_trainable(model, ["temporal", "seq2seq"])
-        return model, getattr(videoofa, task)(path=captions, processor=model.processor, sampler=SAMPLER, seed=3)
+        return model, getattr(videoofa, task)(path=captions, processor=model.processor, sampler=SAMPLER, seed=3, **options)
 
     online, data = model_and_data()
     draws = [data.draw(step, i) for step in range(4) for i in range(len(data))]
-    assert {positive for positive, _ in draws} == {True, False}  # both answers occur in these steps
+    assert {positive for positive, _, _ in draws} == {True, False}  # both answers occur in these steps
     online_losses = _train(online, data)
 
     model, data = model_and_data()
@@ -451,3 +451,27 @@ def test_videoofa_generates_from_cached_features(tokenizer, videos):
         model(input_ids=ids, pixel_values=pixels, frame_features=features)
     with pytest.raises(ValueError, match=r"frame_features: expected \(B, T, N, D\)"):
         model(input_ids=ids, frame_features=features[0])
+
+
+def test_reversed_negatives_pair_a_video_played_backwards_with_its_own_caption(tokenizer, videos, tmp_path):
+    import csv
+
+    from videovlm.recipes import videoofa
+
+    captions = tmp_path / "captions.csv"
+    with captions.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["videoid", "name", "video"])
+        writer.writerows([[p.stem, c, str(p)] for p, c in zip(videos, ["a red square", "a blue square", "a green square moves left"])])
+    model = build_micro("videoofa", tokenizer)
+    plain = videoofa.VideoTextMatchingDataset(path=captions, processor=model.processor, sampler=SAMPLER, seed=3)
+    hard = videoofa.VideoTextMatchingDataset(path=captions, processor=model.processor, sampler=SAMPLER, seed=3, reversed_negatives=1.0)
+    negatives = [(step, i) for step in range(4) for i in range(3) if not hard.draw(step, i)[0]]
+    assert negatives
+    for key in negatives:
+        own = model.processor.matching(hard.records[key[1]].caption, matches=False)
+        item, reference = hard[key], plain[key]
+        assert torch.equal(item["input_ids"], own["input_ids"]) and torch.equal(item["labels"], own["labels"])  # own caption, answer no
+        assert torch.equal(item["pixel_values"], reference["pixel_values"].flip(0))  # the same frames, played backwards
+    with pytest.raises(ValueError, match="reversed_negatives: must be in"):
+        videoofa.VideoTextMatchingDataset(path=captions, processor=model.processor, reversed_negatives=1.5)

@@ -28,17 +28,18 @@ class _YesNoVideoTask(VideoCaptionDataset):
     (``pixel_values``) or, under ``features: cached``, from the cached frame features
     (``cached_item``): the same draw, the same text, the same frame order."""
 
-    # (positive?, index of the other record) of the item being encoded; see __getitem__.
-    _draw: tuple[bool, int] = (True, 0)
+    # (positive?, index of the other record, a spare uniform draw) of the item being encoded.
+    _draw: tuple[bool, int, float] = (True, 0, 1.0)
 
-    def draw(self, epoch: int, index: int) -> tuple[bool, int]:
-        """(positive?, index of another record) for item ``index`` in ``epoch``."""
+    def draw(self, epoch: int, index: int) -> tuple[bool, int, float]:
+        """(positive?, index of another record, a uniform number in [0, 1) a task may use)
+        for item ``index`` in ``epoch``."""
         # A separate stream from the frame jitter (word 2i+1 vs the engine's i); eval items
         # use epoch 0, so the validation set is the same every time.
         generator = item_generator(self.seed, epoch if self.train else 0, index * 2 + 1)
         positive = bool(torch.rand(1, generator=generator) < 0.5)
         other = (index + 1 + int(torch.randint(max(1, len(self.records) - 1), (1,), generator=generator))) % len(self.records)
-        return positive, other
+        return positive, other, float(torch.rand(1, generator=generator))
 
     def __getitem__(self, key: ItemKey | int) -> dict[str, torch.Tensor] | SkippedItem:
         epoch, index = key if isinstance(key, tuple) else (0, key)
@@ -63,20 +64,34 @@ class _YesNoVideoTask(VideoCaptionDataset):
             features, valid = features.flip(0), valid.flip(0)
         return {**text, input_name: features, "frame_mask": valid}  # (T, N, D), (T,)
 
-    def _checked_task_text(self, record: Any, positive: bool, other: int) -> tuple[dict[str, torch.Tensor], bool]:
+    def _checked_task_text(self, record: Any, positive: bool, other: int, spare: float) -> tuple[dict[str, torch.Tensor], bool]:
         if not hasattr(self.processor, "frame_order") or not hasattr(self.processor, "matching"):
             raise TypeError(f"processor: {type(self).__name__} needs a VideoOFAProcessor, got {type(self.processor).__name__}")
-        return self._task_text(record, positive=positive, other=other)
+        return self._task_text(record, positive=positive, other=other, spare=spare)
 
-    def _task_text(self, record: Any, *, positive: bool, other: int) -> tuple[dict[str, torch.Tensor], bool]:
+    def _task_text(self, record: Any, *, positive: bool, other: int, spare: float) -> tuple[dict[str, torch.Tensor], bool]:
         """The item's text side and whether its frames play reversed."""
         raise TypeError(f"{type(self).__name__} must define _task_text")
 
 
 class VideoTextMatchingDataset(_YesNoVideoTask):
-    """``does the video describe " caption "?`` with its own caption (yes) or another's (no)."""
+    """``does the video describe " caption "?`` with its own caption (yes) or another's (no).
 
-    def _task_text(self, record, *, positive, other):
+    ``reversed_negatives``: the share of negatives that are the video played backwards with its
+    own caption instead (temporal hard negatives: "moves left" next to a square moving right,
+    "appears" next to one vanishing), so that matching needs the order of the frames and not
+    only what is on screen. A caption that names no event still describes its reversed video:
+    keep the share where captions name events (the synthetic ones all do)."""
+
+    def __init__(self, *, reversed_negatives: float = 0.0, **kwargs: Any):
+        if not 0.0 <= reversed_negatives <= 1.0:
+            raise ValueError(f"reversed_negatives: must be in [0, 1], got {reversed_negatives}")
+        self.reversed_negatives = reversed_negatives
+        super().__init__(**kwargs)
+
+    def _task_text(self, record, *, positive, other, spare):
+        if not positive and spare < self.reversed_negatives:
+            return self.processor.matching(record.caption, matches=False), True
         caption = record.caption if positive else self.records[other].caption
         return self.processor.matching(caption, matches=positive), False
 
@@ -84,7 +99,7 @@ class VideoTextMatchingDataset(_YesNoVideoTask):
 class FrameOrderDataset(_YesNoVideoTask):
     """``are the frames of the video in order?`` on the frames as played (yes) or reversed (no)."""
 
-    def _task_text(self, record, *, positive, other):
+    def _task_text(self, record, *, positive, other, spare):
         return self.processor.frame_order(None, reverse=not positive), not positive
 
 
