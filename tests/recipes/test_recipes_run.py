@@ -26,10 +26,11 @@ from videovlm.train.stages import STAGE_MARKER
 # Re-pinned when the recipe's temporal spec stopped being built once, and thrown away, before
 # the model: the same seed now initialises the model's own encoder first.
 GOLDEN_VIDEOLLAMA = {"readout": [4.976898, 5.027267], "instruct": [4.962518, 4.168206]}
-# The same for recipes/videoofa/tiny.yaml (its three stages, steps 0-1) and
+# The same for recipes/videoofa/tiny.yaml (its three stages, steps 0-1; stages 2-3 start from a model
+# loaded on the meta device, which draws no random numbers, so their dropout differs from before) and
 # recipes/videobert/tiny.yaml (steps 0-1 of its one stage, vocabulary 2 x 3 words on 6 videos),
 # both on the conv tower.
-GOLDEN_VIDEOOFA = {"image": [5.210002, 4.674780], "video": [4.829286, 4.638266], "finetune": [3.782949, 3.506331]}
+GOLDEN_VIDEOOFA = {"image": [5.210002, 4.674780], "video": [4.817800, 4.655970], "finetune": [3.793468, 3.534368]}
 GOLDEN_VIDEOBERT = {"pretrain": [5.627576, 6.364427]}  # MLM targets on aligned rows only
 
 
