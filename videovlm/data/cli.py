@@ -1,4 +1,5 @@
-"""``videovlm data``: generate the synthetic data set (``synth``) and print its card (``card``)."""
+"""``videovlm data``: generate the synthetic data set (``synth``), print its card (``card``),
+and check that a manifest's videos decode (``check``)."""
 
 from __future__ import annotations
 
@@ -25,11 +26,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
     card = sub.add_parser("card", help="print the dataset card of a generated data set (from its stats.json)")
     card.add_argument("output", type=Path, metavar="OUTPUT", help="a folder written by `videovlm data synth`")
+    check = sub.add_parser("check", help="list the videos of a data file that will not decode, and why (exit 1 if any)")
+    check.add_argument("manifest", type=Path, metavar="MANIFEST", help="captions CSV, QA / instructions / multiple-choice JSON")
+    check.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     from videovlm.data.synthetic.stats import render_card
 
+    if args.data_command == "check":
+        return _check(args)
     if args.data_command == "card":
         stats_path = args.output / "stats.json"
         if not stats_path.is_file():
@@ -54,3 +60,20 @@ def run(args: argparse.Namespace) -> int:
     total = sum(result.counts.values())
     print(f"wrote {total} videos ({', '.join(f'{k} {v}' for k, v in result.counts.items())}) to {result.output_dir} in {result.seconds:.1f} s ({result.cpu_seconds:.1f} s CPU)")
     return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from videovlm.data.check import check_manifest
+    from videovlm.data.formats import DataFormatError
+
+    try:
+        report = check_manifest(args.manifest, progress=not args.quiet)
+    except (DataFormatError, OSError) as e:
+        print(f"videovlm data check: {e}", file=sys.stderr)
+        return 2
+    for path, reason in report.failures.items():
+        print(f"{path}\t{reason}")
+    reasons = ", ".join(f"{n} {kind}" for kind, n in sorted(report.reasons.items()))
+    summary = f"{report.manifest} ({report.kind}): {report.checked} files checked, {len(report.failures)} will not load" + (f" ({reasons})" if reasons else "")
+    print(summary, file=sys.stderr)
+    return 1 if report.failures else 0
