@@ -7,6 +7,8 @@ same call a user's hub id goes through.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -46,6 +48,36 @@ def load_hf_config(*, pretrained: str | None, hf_config: dict | None, where: str
     return hf_config_from_dict(hf_config, where=f"{where}.hf_config")
 
 
+def blip2_checkpoint_config(pretrained: str | None):
+    """The ``Blip2Config`` when ``pretrained`` names a full BLIP-2 checkpoint, else None."""
+    if pretrained is None:
+        return None
+    try:
+        config = AutoConfig.from_pretrained(pretrained, trust_remote_code=False)
+    except (OSError, ValueError):
+        return None
+    return config if getattr(config, "model_type", None) == "blip-2" else None
+
+
+def read_checkpoint_tensor(pretrained: str, name: str) -> torch.Tensor:
+    """One tensor of a transformers checkpoint (folder or hub id; one file or sharded)."""
+    from safetensors import safe_open
+    from transformers.utils import cached_file
+
+    index = cached_file(pretrained, "model.safetensors.index.json", _raise_exceptions_for_missing_entries=False)
+    if index is not None:
+        weight_map = json.loads(Path(index).read_text())["weight_map"]
+        if name not in weight_map:
+            raise ModelConfigError(f"{pretrained}: no tensor {name!r} in its index")
+        path = cached_file(pretrained, weight_map[name])
+    else:
+        path = cached_file(pretrained, "model.safetensors")
+    with safe_open(str(path), framework="pt") as handle:
+        if name not in handle.keys():
+            raise ModelConfigError(f"{pretrained}: no tensor {name!r} in {Path(path).name}")
+        return handle.get_tensor(name)
+
+
 def build_hf_model(
     *,
     model_class: Any,
@@ -53,11 +85,16 @@ def build_hf_model(
     config: PretrainedConfig,
     dtype: str | None,
     where: str,
+    key_mapping: dict[str, str] | None = None,
 ) -> PreTrainedModel:
     """``model_class.from_pretrained(pretrained)`` when a checkpoint is named, else
-    ``from_config(config)`` with fresh weights (``model_class`` is an Auto class or a model class)."""
+    ``from_config(config)`` with fresh weights (``model_class`` is an Auto class or a model class).
+    ``key_mapping``: transformers' regex renames of the checkpoint's tensor names (a sub-model
+    read from a larger checkpoint, e.g. ``{"^vision_model\\.": ""}``)."""
     torch_dtype = resolve_dtype(dtype, where=where)
     kwargs = {"dtype": torch_dtype} if torch_dtype is not None else {}
+    if key_mapping is not None and pretrained is not None:
+        kwargs["key_mapping"] = key_mapping
     if pretrained is not None:
         try:
             return model_class.from_pretrained(pretrained, trust_remote_code=False, **kwargs)

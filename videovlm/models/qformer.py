@@ -13,7 +13,8 @@ from einops import rearrange, repeat
 from torch import nn
 from transformers import Blip2QFormerConfig, Blip2QFormerModel
 
-from videovlm.models.hf import build_hf_model, hf_config_from_dict
+from videovlm.models.configs import ModelConfigError
+from videovlm.models.hf import blip2_checkpoint_config, build_hf_model, hf_config_from_dict, read_checkpoint_tensor
 
 
 @dataclass
@@ -22,7 +23,9 @@ class ImageQFormerConfig:
     num_queries: learned query vectors per frame (BLIP-2: 32).
     hidden_size, num_layers, num_heads, intermediate_size: the Q-Former BERT stack.
     cross_attention_frequency: a cross-attention layer every k layers (BLIP-2: 2).
-    pretrained: folder or hub id holding a ``Blip2QFormerModel`` to start from (optional).
+    pretrained: folder or hub id holding a ``Blip2QFormerModel`` to start from (optional), or a
+        full BLIP-2 checkpoint (``Blip2ForConditionalGeneration``, e.g. ``Salesforce/blip2-opt-2.7b``):
+        then its Q-Former and its 32 ``query_tokens`` are read from it, as Video-LLaMA's front end.
     hf_config: full transformers config dict (set when saving; overrides the size fields).
     """
 
@@ -41,6 +44,10 @@ class ImageQFormer(nn.Module):
 
     def __init__(self, config: ImageQFormerConfig, *, vision_dim: int):
         super().__init__()
+        blip2 = blip2_checkpoint_config(config.pretrained)
+        if blip2 is not None:
+            self._from_blip2(config, blip2)
+            return
         if config.hf_config is not None:
             hf_config = hf_config_from_dict(config.hf_config, where="image_qformer.hf_config")
         else:
@@ -58,6 +65,22 @@ class ImageQFormer(nn.Module):
         self.hidden_size = int(self.qformer.config.hidden_size)
         self.queries = nn.Parameter(torch.zeros(1, config.num_queries, self.hidden_size))
         nn.init.normal_(self.queries, std=self.qformer.config.initializer_range)
+        self.num_queries = config.num_queries
+
+    def _from_blip2(self, config: ImageQFormerConfig, blip2) -> None:
+        """The Q-Former and query tokens of a full BLIP-2 checkpoint (tensors ``qformer.*`` and
+        ``query_tokens`` in its files)."""
+        self.qformer = build_hf_model(
+            model_class=Blip2QFormerModel, pretrained=config.pretrained, config=blip2.qformer_config, dtype=None,
+            where="image_qformer", key_mapping={r"^qformer\.": ""},
+        )
+        self.hidden_size = int(self.qformer.config.hidden_size)
+        queries = read_checkpoint_tensor(config.pretrained, "query_tokens")  # (1, Q, D_q)
+        if tuple(queries.shape) != (1, config.num_queries, self.hidden_size):
+            raise ModelConfigError(
+                f"image_qformer.num_queries: {config.num_queries}, but {config.pretrained} has query_tokens {tuple(queries.shape)}"
+            )
+        self.queries = nn.Parameter(queries.float().clone())
         self.num_queries = config.num_queries
 
     def forward(self, frame_tokens: torch.Tensor) -> torch.Tensor:

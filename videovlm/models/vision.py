@@ -24,6 +24,7 @@ from einops import rearrange
 from torch import nn
 from transformers import PretrainedConfig
 from transformers.image_processing_base import ImageProcessingMixin
+from transformers import Blip2VisionConfig, Blip2VisionModel
 from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
 from videovlm.models.configs import ModelConfigError
@@ -74,6 +75,12 @@ class VisionTowerConfig:
     dtype: str | None = None
 
 
+# Vision configs whose model class transformers' auto mapping does not list: BLIP-2's vision
+# tower (EVA ViT-g in the released checkpoints, what Video-LLaMA freezes), read from a full
+# BLIP-2 checkpoint's ``vision_config``; its output is after ``post_layernorm`` (their ``ln_vision``).
+VISION_ONLY_MODELS = {Blip2VisionConfig: Blip2VisionModel}
+
+
 class VisionTower(nn.Module):
     """Runs the image model on every frame: pixels (B, T, 3, S, S) -> tokens (B, T, N, D).
 
@@ -89,11 +96,14 @@ class VisionTower(nn.Module):
         # load only the vision model class, from the same checkpoint.
         vision_config = getattr(hf_config, "vision_config", None) or hf_config
         check_backbone_kind(vision_config)
-        model_class = MODEL_MAPPING.get(type(vision_config), None)
+        model_class = MODEL_MAPPING.get(type(vision_config), None) or VISION_ONLY_MODELS.get(type(vision_config))
         if model_class is None:
             raise ModelConfigError(f"vision: no vision model class for config type {type(vision_config).__name__}")
+        # A sub-model of a larger checkpoint whose class has no wrapper attribute for it (BLIP-2's
+        # Blip2VisionModel): its tensors are named vision_model.* in the file.
+        mapping = {r"^vision_model\.": ""} if model_class in VISION_ONLY_MODELS.values() and vision_config is not hf_config else None
         self.model = build_hf_model(
-            model_class=model_class, pretrained=config.pretrained, config=vision_config, dtype=config.dtype, where="vision"
+            model_class=model_class, pretrained=config.pretrained, config=vision_config, dtype=config.dtype, where="vision", key_mapping=mapping
         )
         self.select = config.select
         self.feature_layer = config.feature_layer

@@ -130,3 +130,44 @@ def videollama_convnext_7b(
         pixel = PixelConfig(image_size=image_size, resize="exact", mean=IMAGENET_MEAN, std=IMAGENET_STD)
     tower = VisionTowerConfig(pretrained=vision, feature_layer=-1, select="patch", pixel=pixel, dtype="bfloat16")
     return dataclasses.replace(videollama_7b(llm=llm, lora=lora, max_frames=max_frames), vision=tower)
+
+
+def videollama_released(
+    *,
+    blip2: str = "Salesforce/blip2-flan-t5-xxl",
+    llm: str = "lmsys/vicuna-7b-v1.5",
+    num_video_queries: int = 32,
+    max_frame_pos: int = 32,
+    video_layers: int = 2,
+    video_heads: int = 12,
+    video_intermediate_size: int = 3072,
+    max_frames: int = 8,
+    dtype: str | None = None,
+) -> VideoLlamaConfig:
+    """The shape of the released Video-LLaMA (DAMO-NLP-SG) vision-language branch, so that its
+    checkpoints load exactly (``videovlm convert video-llama``): BLIP-2's frozen EVA ViT-g (all
+    257 tokens after its ``ln_vision``) and image Q-Former with its query tokens, both read
+    from a BLIP-2 checkpoint; a video Q-Former of ``video_layers`` BERT-base layers with
+    cross-attention in each (their ``init_video_Qformer``), ``num_video_queries`` queries and
+    ``max_frame_pos`` frame positions; a linear projection; the LLM. The defaults are theirs."""
+    from transformers import AutoConfig
+
+    blip2_config = AutoConfig.from_pretrained(blip2, trust_remote_code=False)
+    hidden = int(blip2_config.qformer_config.hidden_size)
+    return VideoLlamaConfig(
+        vision=VisionTowerConfig(pretrained=blip2, feature_layer=-1, select="all", dtype=dtype),
+        llm=LanguageModelConfig(kind="causal", pretrained=llm, dtype=dtype),
+        temporal={
+            "_component_": "videovlm.models.temporal.VideoQFormer",
+            "num_queries": num_video_queries,
+            "max_frames": max_frame_pos,
+            "num_layers": video_layers,
+            "num_heads": video_heads,
+            "hidden_size": hidden,
+            "intermediate_size": video_intermediate_size,
+            "cross_attention_frequency": 1,
+        },
+        image_qformer=ImageQFormerConfig(num_queries=int(blip2_config.num_query_tokens), pretrained=blip2),
+        projector=ProjectorConfig(kind="linear"),
+        max_frames=max_frames,
+    )
