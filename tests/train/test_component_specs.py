@@ -69,7 +69,7 @@ def test_validation_checks_a_spec_but_leaves_its_required_arguments_to_the_recei
     mean_pool = {"_component_": "videovlm.models.temporal.MeanPool"}  # input_dim is required: the model gives it
     assert _problems({"_component_": f"{HERE}.assemble", "encoder": mean_pool}) == []
     assert _problems({"_component_": f"{HERE}.assemble", "encoder": {**mean_pool, "pool_tokenz": True}}) == [
-        "model.encoder.pool_tokenz: unknown argument of videovlm.models.temporal.MeanPool (allowed: input_dim, output_dim, pool_tokens)"
+        "model.encoder.pool_tokenz: unknown argument of videovlm.models.temporal.MeanPool (allowed: input_dim, output_dim, beyond_max_frames, pool_tokens)"
     ]
     assert _problems({"_component_": f"{HERE}.assemble", "encoder": {**mean_pool, "pool_tokens": "yes"}}) == [
         "model.encoder.pool_tokens: expected bool, got str 'yes'"
