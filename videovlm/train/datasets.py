@@ -108,6 +108,35 @@ class InstructionDataset(RecordDataset):
     READER = "read_instructions_json"
 
 
+class VideoInstructDataset(RecordDataset):
+    """VideoInstruct-100K (Video-ChatGPT) ``{"video_id", "q", "a"}`` JSON: one-turn conversations."""
+
+    def read_records(self, path: Path, *, media_root: Path | None) -> list[Any]:
+        from videovlm.data.community import read_videoinstruct_json
+
+        return read_videoinstruct_json(path, media_root=media_root, check_files=False)
+
+
+class ActivityNetQADataset(RecordDataset):
+    """ActivityNet-QA: ``path`` is ``<split>_q.json``; the answers are the ``_a.json`` beside it."""
+
+    def read_records(self, path: Path, *, media_root: Path | None) -> list[Any]:
+        from videovlm.data.community import read_activitynet_qa
+
+        return read_activitynet_qa(path, media_root=media_root, check_files=False)
+
+
+class MixtureDataset(RecordDataset):
+    """A LLaVA-Video-178K / LLaVA-NeXT style mixture YAML of instruction files, each sampled by
+    its ``sampling_strategy`` (``videovlm.data.community.read_mixture``)."""
+
+    def read_records(self, path: Path, *, media_root: Path | None) -> list[Any]:
+        from videovlm.data.community import read_mixture
+
+        # A fixed seed: the same items every run and on every rank (random:N% is a subset, not an order).
+        return read_mixture(path, media_root=media_root, check_files=False, seed=0)
+
+
 class ObjectCaptionDataset(RecordDataset):
     """Object captions of the synthetic data (``videovlm.data.synthetic.object_captions``): for
     every object of every video of an ``annotations.jsonl``, "<video> describe the {shape}."
