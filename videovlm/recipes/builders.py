@@ -103,12 +103,19 @@ def videoofa_base_model(
 
 
 def tiny_videobert_model(
-    *, tokenizer: Path, vision: Path | None = None, bert: Path | None = None, num_visual_words: int = 64, max_frames: int = 16
+    *,
+    tokenizer: Path,
+    vision: Path | None = None,
+    bert: Path | None = None,
+    num_visual_words: int = 64,
+    max_frames: int = 16,
+    mlm_probability: float = 0.15,
 ) -> VideoBertModel:
     """Tiny VideoBERT with an unfitted codebook (see ``videovlm.recipes.videobert`` for the
     builder that also fits the hierarchical visual vocabulary)."""
     return tiny_videobert(
-        tokenizer=str(tokenizer), vision=_folder(vision), bert=_folder(bert), num_visual_words=num_visual_words, max_frames=max_frames
+        tokenizer=str(tokenizer), vision=_folder(vision), bert=_folder(bert), num_visual_words=num_visual_words, max_frames=max_frames,
+        mlm_probability=mlm_probability,
     )
 
 

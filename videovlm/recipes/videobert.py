@@ -81,11 +81,15 @@ def tiny_videobert_with_vocabulary(
     sampler: str = "uniform:8",
     max_videos: int | None = None,
     max_frames: int = 16,
+    mlm_probability: float = 0.15,
 ) -> VideoBertModel:
     """Tiny VideoBERT whose k^levels visual words are fitted on the videos of ``captions``
-    (a WebVid CSV; the first ``max_videos`` videos, all when None)."""
+    (a WebVid CSV; the first ``max_videos`` videos, all when None). ``mlm_probability``: the
+    share of caption pieces and visual words masked per training row."""
     settings = VocabularySettings(levels=levels, k=k, iterations=iterations, seed=seed)
-    model = tiny_videobert_model(tokenizer=tokenizer, vision=vision, bert=bert, num_visual_words=settings.size, max_frames=max_frames)
+    model = tiny_videobert_model(
+        tokenizer=tokenizer, vision=vision, bert=bert, num_visual_words=settings.size, max_frames=max_frames, mlm_probability=mlm_probability
+    )
     return _fitted(model, captions=captions, sampler=sampler, settings=settings, max_videos=max_videos)
 
 

@@ -14,7 +14,13 @@ from videovlm.models.videobert.modeling import VideoBertModel
 
 
 def tiny_videobert(
-    *, tokenizer, vision: str | None = None, bert: str | None = None, num_visual_words: int = 64, max_frames: int = 16
+    *,
+    tokenizer,
+    vision: str | None = None,
+    bert: str | None = None,
+    num_visual_words: int = 64,
+    max_frames: int = 16,
+    mlm_probability: float = 0.15,
 ) -> VideoBertModel:
     """The tiny VideoBERT: tiny CLIP tower (pooled, one feature per frame) + tiny BERT with
     ``num_visual_words`` visual words. ``vision`` / ``bert``: pretrained tiny backbone folders."""
@@ -25,7 +31,7 @@ def tiny_videobert(
         else LanguageModelConfig(kind="masked", hf_config=tiny_bert_config(tokenizer=tokenizer).to_dict())
     )
     config = VideoBertConfig(
-        vision=tiny_vision(vision, select="pooled"), bert=lm, num_visual_words=num_visual_words, max_frames=max_frames
+        vision=tiny_vision(vision, select="pooled"), bert=lm, num_visual_words=num_visual_words, max_frames=max_frames, mlm_probability=mlm_probability
     )
     return VideoBertModel(config, tokenizer=tokenizer)
 
