@@ -76,7 +76,9 @@ def check_video(path: Path) -> str | None:
     from videovlm.video import open_video
     from videovlm.video.types import VideoDecodeError
 
-    problem = file_problem(path)
+    from videovlm.video.frame_folder import is_frame_folder
+
+    problem = None if is_frame_folder(path) else file_problem(path)  # extracted frames stand for a video
     if problem is not None:
         return f"missing: {problem}"
     try:

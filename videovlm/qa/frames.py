@@ -96,7 +96,9 @@ def load_frames(video: VideoInput, *, sampler, backend: str = "auto", times=None
 def _decode(path: Path, *, sampler, backend: str) -> SampledFrames:
     from videovlm.video import open_video
 
-    problem = file_problem(path)  # a folder or a symlink loop is named, not "not found"
+    from videovlm.video.frame_folder import is_frame_folder
+
+    problem = None if is_frame_folder(path) else file_problem(path)  # a folder or a symlink loop is named, not "not found"
     if problem is not None:
         raise VideoDecodeError(str(path), problem)
     with open_video(path, backend=backend) as reader:

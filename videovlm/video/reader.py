@@ -169,7 +169,8 @@ def open_video(
     """Open one video stream of ``path`` for frame-accurate reading.
 
     Args:
-        path: the video file.
+        path: the video file, or a folder of frames written by ``videovlm extract`` (its
+            ``frames.json`` gives the frames' source times; see ``videovlm.video.frame_folder``).
         backend: ``"auto"`` (fastest backend that is correct for this file), ``"pyav"``,
             ``"decord"`` or ``"torchcodec"``. An explicit backend that would decode this
             file wrongly raises ``VideoDecodeError`` saying why.
@@ -187,6 +188,11 @@ def open_video(
     if not isinstance(num_threads, int) or num_threads < 0:
         raise ValueError(f"{path}: num_threads must be an int >= 0, got {num_threads!r}")
     options = DecodeOptions(num_threads=num_threads, resize=resize)
+    from videovlm.video.frame_folder import FrameFolderDecoder, FrameFolderIndex, is_frame_folder
+
+    if is_frame_folder(path):  # frames written by `videovlm extract`: read as the video they came from
+        folder_index = FrameFolderIndex(Path(path))
+        return VideoReader(folder_index, FrameFolderDecoder(folder_index, options), options)  # type: ignore[arg-type]
     index = build_index(path, stream_index)
     if backend == "auto":
         decoder = select_backend(index, options)
