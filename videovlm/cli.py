@@ -20,7 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("videovlm.train.cli", "train a recipe: videovlm train RECIPE.yaml [key=value ...]"),
     "qa": ("videovlm.qa.cli", "answer questions about videos with a trained model"),
     "eval": ("videovlm.eval.cli", "evaluate a trained model (qa, caption, retrieval, pope)"),
-    "convert": ("videovlm.models.videollama.convert_cli", "convert released checkpoints: videovlm convert video-llama CKPT.pth --llm ID --out DIR"),
+    "convert": ("videovlm.convert_cli", "convert released checkpoints: videovlm convert video-llama CKPT.pth --llm ID --out DIR"),
     "cache-features": ("videovlm.train.feature_cache_cli", "precompute frozen vision features for a recipe"),
     "quickstart": ("videovlm.quickstart", "synthetic data -> tiny backbones -> Video-LLaMA -> QA answer and accuracy"),
 }

@@ -28,9 +28,9 @@ from videovlm.models.weights import (  # noqa: F401  (WeightsFileError: re-expor
     WEIGHTS_FILE,
     WeightsFileError,
     load_weights,
-    save_weights,
+    _save_weights,
     unshared_state_dict,
-    write_base,
+    _write_base,
 )
 
 CONFIG_FILE = "config.json"
@@ -135,9 +135,9 @@ class VideoFamilyModel(nn.Module, ABC):
         directory.mkdir(parents=True, exist_ok=True)
         config = config_to_dict(self.saved_config())
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        save_weights(state, directory, max_shard_size=max_shard_size)
+        _save_weights(state, directory, max_shard_size=max_shard_size)
         if base is not None:
-            write_base(directory, base=Path(base), parts=parts)
+            _write_base(directory, base=Path(base), parts=parts)
         else:
             (directory / BASE_FILE).unlink(missing_ok=True)
         self.tokenizer.save_pretrained(directory)

@@ -97,7 +97,9 @@ def _retie(model: nn.Module, groups: Sequence[Sequence[str]]) -> None:
 # Saving
 
 
-def save_weights(state: dict[str, torch.Tensor], directory: Path, *, max_shard_size: int | str | None = None) -> list[Path]:
+# The two writers are private on purpose: ``videovlm.models`` is a package recipe components may
+# name, and a function that deletes and writes weight files in any folder must not be one.
+def _save_weights(state: dict[str, torch.Tensor], directory: Path, *, max_shard_size: int | str | None = None) -> list[Path]:
     """Write ``state`` into ``directory`` as one file, or shards of at most ``max_shard_size``
     (bytes or "2GB") with the index. Weight files of the other layout left there by an earlier
     save are removed first (only these names), so a folder never holds two answers."""
@@ -119,7 +121,7 @@ def save_weights(state: dict[str, torch.Tensor], directory: Path, *, max_shard_s
     return written
 
 
-def write_base(directory: Path, *, base: Path, parts: Sequence[str]) -> None:
+def _write_base(directory: Path, *, base: Path, parts: Sequence[str]) -> None:
     """Record that ``directory`` holds only ``parts`` and ``base`` (a checkpoint folder, stored
     relative to ``directory`` when it can be, so the two folders move together) the rest."""
     base = Path(base)

@@ -1,5 +1,6 @@
 """``videovlm convert video-llama CKPT.pth --blip2 ID --llm ID --out DIR``: a released
-Video-LLaMA checkpoint as a videovlm model folder (see ``videovlm.models.videollama.convert``)."""
+Video-LLaMA checkpoint as a videovlm model folder (see ``videovlm.models.videollama.convert``).
+A command module: it lives outside the packages recipe components may name."""
 
 from __future__ import annotations
 
