@@ -57,3 +57,25 @@ def test_dtype_casts_the_model_and_still_answers(trained_llama, clips):
     assert vqa.qa(clips["red"], QUESTION) == "red"
     with pytest.raises(QAInputError, match="dtype: expected one of auto, float32, bfloat16, float16"):
         VideoQA.from_pretrained(trained_llama, dtype="int8")
+
+
+def test_a_visual_token_budget_picks_the_frame_count(saved_family, trained_llama):
+    from videovlm.qa import VideoQA
+    from videovlm.qa.budget import frames_for_budget, tokens_per_frame
+    from videovlm.qa.frames import QAInputError
+
+    ofa = VideoQA.from_pretrained(saved_family("videoofa"), max_visual_tokens=10_000)
+    encoder, per_frame = ofa.model.temporal.encoder, tokens_per_frame(ofa.model)
+    assert ofa.sampler_spec == "uniform:4"  # a large budget: max_frames (4) bounds it
+    two = encoder.num_output_tokens(2, per_frame)
+    assert VideoQA.from_pretrained(saved_family("videoofa"), max_visual_tokens=two).sampler_spec == "uniform:2"
+    for frames in (1, 2, 3):  # SpatialPool: frames x pooled cells (+ CLS): exactly `frames` fit, one more does not
+        budget = encoder.num_output_tokens(frames, per_frame)
+        assert frames_for_budget(ofa.model, budget) == frames
+        if frames > 1:
+            assert frames_for_budget(ofa.model, budget - 1) == frames - 1
+    # A Q-Former's output does not grow with frames: the budget either fits (max_frames) or not at all.
+    llama = VideoQA.from_pretrained(trained_llama, max_visual_tokens=64)
+    assert llama.sampler_spec == f"uniform:{llama.model.config.max_frames}"
+    with pytest.raises(QAInputError, match="fewer than one frame's"):
+        VideoQA.from_pretrained(trained_llama, max_visual_tokens=1)

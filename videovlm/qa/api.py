@@ -125,11 +125,14 @@ class VideoQA:
         device: str | torch.device = "cpu",
         backend: str = "auto",
         dtype: str = "auto",
+        max_visual_tokens: int | None = None,
     ) -> VideoQA:
         """Load any family saved with ``save_pretrained`` (``videovlm.models.load_pretrained``).
         ``sampler`` defaults to the one the model folder records, else ``uniform:8``.
         ``dtype``: ``auto`` keeps the saved dtypes; ``bfloat16`` / ``float16`` / ``float32``
-        casts the whole model (the frames are cast to each part's dtype as they go in)."""
+        casts the whole model (the frames are cast to each part's dtype as they go in).
+        ``max_visual_tokens`` (without ``sampler``): sample ``uniform:T`` with T the most frames
+        whose video tokens fit the budget (``videovlm.qa.budget``)."""
         from videovlm.models import load_pretrained
 
         if dtype not in DTYPES:
@@ -140,6 +143,13 @@ class VideoQA:
         model = load_pretrained(model_dir)
         if DTYPES[dtype] is not None:
             model = model.to(DTYPES[dtype])
+        if sampler is None and max_visual_tokens is not None:
+            from videovlm.qa.budget import frames_for_budget
+
+            try:
+                sampler = f"uniform:{frames_for_budget(model, max_visual_tokens)}"
+            except ValueError as e:
+                raise QAInputError(str(e)) from None
         spec = sampler or model_sampler_spec(model_dir, max_frames=getattr(model.config, "max_frames", None))
         return cls(model, sampler=spec, device=device, backend=backend)
 

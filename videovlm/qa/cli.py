@@ -44,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     batch.add_argument("--no-progress", action="store_true", help="no progress bar")
     frames = parser.add_argument_group("frames")
     frames.add_argument("--sampler", help="frame sampler spec, e.g. uniform:8 (default: the model's training sampler, else uniform:8)")
+    frames.add_argument("--max-visual-tokens", type=int, help="instead of --sampler: uniform:T with the most frames whose video tokens fit this budget")
     frames.add_argument("--timestamps", action="store_true", help='put the frame times in the prompt ("frames are sampled at 0.0s, 0.5s, ...")')
     frames.add_argument("--backend", default="auto", choices=("auto", "pyav", "decord", "torchcodec"), help="video decoder (default auto)")
     decoding = parser.add_argument_group("decoding")
@@ -140,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         candidates = _candidates(args)
         if mode == "batch":  # before loading the model: a refused output costs nothing
             check_outputs({"--output": args.output}, files={"--data": args.data}, folders={"--model": args.model})
-        vqa = VideoQA.from_pretrained(args.model, sampler=args.sampler, device=args.device, backend=args.backend, dtype=args.dtype)
+        vqa = VideoQA.from_pretrained(args.model, sampler=args.sampler, device=args.device, backend=args.backend, dtype=args.dtype, max_visual_tokens=args.max_visual_tokens)
         if mode == "batch":
             options = BatchOptions(
                 batch_size=args.batch_size,
