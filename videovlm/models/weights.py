@@ -138,14 +138,18 @@ def _write_base(directory: Path, *, base: Path, parts: Sequence[str]) -> None:
 # Reading
 
 
+def _json_file(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise WeightsFileError(f"{path}: not valid JSON ({e})") from None
+
+
 def weight_files(directory: Path) -> dict[str, Path]:
     """Tensor name -> file holding it, for either layout of ``directory``'s own weights."""
     index = directory / INDEX_FILE
     if index.is_file():
-        try:
-            data = json.loads(index.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise WeightsFileError(f"{index}: not valid JSON ({e})") from None
+        data = _json_file(index)
         weight_map = data.get("weight_map") if isinstance(data, dict) else None
         if not isinstance(weight_map, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()):
             raise WeightsFileError(f"{index}: expected {{'weight_map': {{tensor name: shard file}}}}")
@@ -180,10 +184,7 @@ def checkpoint_files(directory: Path, *, seen: frozenset[Path] = frozenset()) ->
     files: dict[str, Path] = {}
     base_file = directory / BASE_FILE
     if base_file.is_file():
-        try:
-            data = json.loads(base_file.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise WeightsFileError(f"{base_file}: not valid JSON ({e})") from None
+        data = _json_file(base_file)
         if not isinstance(data, dict) or not isinstance(data.get("base"), str):
             raise WeightsFileError(f"{base_file}: expected {{'base': folder, 'parts': [...]}}")
         base = directory / data["base"]

@@ -237,12 +237,11 @@ def _write_sharded(vqa: VideoQA, records: Sequence, output: str | Path, *, task:
         summary = _write_rows(output, merged, progress=progress)
         for r in range(world):
             shard_path(output, r, world).unlink()
-    dist.barrier()
-    if rank != 0:
-        rows = [json.loads(line) for line in output.read_text().splitlines()]
-        failed = {row["video_id"] for row in rows if "error" in row}
-        summary = BatchSummary(total=len(rows), errors=sum("error" in row for row in rows), output=output, failed_videos=len(failed))
-    return summary
+    else:
+        summary = None
+    shared = [summary]
+    dist.broadcast_object_list(shared, src=0)  # rank 0's summary of the merged file, to every rank
+    return shared[0]
 
 
 def _write_rows(output: str | Path, rows: Iterable[dict], *, progress: bool) -> BatchSummary:
