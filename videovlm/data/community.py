@@ -16,7 +16,6 @@ Every bad item is a ``DataFormatError`` naming file, item and field.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from pathlib import Path

@@ -187,22 +187,23 @@ def read_webvid_csv(path: str | Path, *, media_root: str | Path | None = None, c
         raise DataFormatError(path, "line 1", ", ".join(missing), f"missing column(s); header has {sorted(columns)}")
     try:
         for row in reader:
-            records.append(_webvid_row(path, f"line {reader.line_num}", row, len(columns), root, check_files))
+            records.append(webvid_record(path, f"line {reader.line_num}", row, num_columns=len(columns), media_root=root, check_files=check_files))
     except csv.Error as e:
         raise DataFormatError(path, f"line {reader.line_num}", None, f"unreadable CSV: {e}") from None
     return records
 
 
-def _webvid_row(path: Path, where: str, row: dict, num_columns: int, root: Path, check_files: bool) -> VideoCaption:
+def webvid_record(path: Path, where: str, row: dict, *, num_columns: int, media_root: Path, check_files: bool) -> VideoCaption:
+    """One row of a WebVid ``captions.csv`` (``where`` names it in errors), also a row a shard carries."""
     if None in row:
         raise DataFormatError(path, where, None, f"more values than the {num_columns} header columns")
     video_id = _text(path, where, row, "videoid")
     caption = _text(path, where, row, "name")
     if row.get("video"):
-        video = _resolve(path, where, "video", row["video"], root, check_files)
+        video = _resolve(path, where, "video", row["video"], media_root, check_files)
     else:
         page_dir = _text(path, where, row, "page_dir")
-        video = _resolve(path, where, "page_dir", f"{page_dir}/{video_id}.mp4", root, check_files)
+        video = _resolve(path, where, "page_dir", f"{page_dir}/{video_id}.mp4", media_root, check_files)
     duration = None
     if row.get("duration"):
         try:
@@ -224,16 +225,18 @@ def read_qa_json(path: str | Path, *, media_root: str | Path | None = None, chec
     """MSRVTT-QA / MSVD-QA style list. Without a ``video`` field the video is ``<media_root>/<video_id>.mp4``."""
     path = Path(path)
     root = _root(path, media_root)
-    records = []
-    for where, item in _items(path):
-        video_id = _video_id(path, where, item)
-        question = _text(path, where, item, "question")
-        answer = _text(path, where, item, "answer")
-        video_field = _text(path, where, item, "video", required=False)
-        video = _resolve(path, where, "video" if video_field else "video_id", video_field or f"{video_id}.mp4", root, check_files)
-        kind = _text(path, where, item, "type", required=False) or question.split()[0].lower()
-        records.append(VideoQA(video_id=video_id, video=video, question=question, answer=answer, type=kind))
-    return records
+    return [qa_record(path, where, item, media_root=root, check_files=check_files) for where, item in _items(path)]
+
+
+def qa_record(path: Path, where: str, item: dict, *, media_root: Path, check_files: bool) -> VideoQA:
+    """One item of a ``qa.json`` (``where`` names it in errors), also a row a shard carries."""
+    video_id = _video_id(path, where, item)
+    question = _text(path, where, item, "question")
+    answer = _text(path, where, item, "answer")
+    video_field = _text(path, where, item, "video", required=False)
+    video = _resolve(path, where, "video" if video_field else "video_id", video_field or f"{video_id}.mp4", media_root, check_files)
+    kind = _text(path, where, item, "type", required=False) or question.split()[0].lower()
+    return VideoQA(video_id=video_id, video=video, question=question, answer=answer, type=kind)
 
 
 _ROLES = {"human": "human", "user": "human", "gpt": "gpt", "assistant": "gpt"}
@@ -243,22 +246,24 @@ def read_instructions_json(path: str | Path, *, media_root: str | Path | None = 
     """LLaVA / Video-ChatGPT ``conversations`` lists or VideoChat ``QA`` lists, with a ``video`` or ``image``."""
     path = Path(path)
     root = _root(path, media_root)
-    records = []
-    for where, item in _items(path):
-        kinds = [k for k in ("video", "image") if item.get(k)]
-        if len(kinds) != 1:
-            raise DataFormatError(path, where, "video/image", f"expected exactly one of 'video' or 'image', found {kinds or 'neither'}")
-        kind = kinds[0]
-        media = _resolve(path, where, kind, _text(path, where, item, kind), root, check_files)
-        if "conversations" in item:
-            turns = _llava_turns(path, where, item["conversations"])
-        elif "QA" in item:
-            turns = _videochat_turns(path, where, item["QA"], kind)
-        else:
-            raise DataFormatError(path, where, "conversations", f"missing (neither 'conversations' nor 'QA'; keys present: {sorted(item)})")
-        conv_id = _text(path, where, item, "id", required=False) or Path(item[kind]).stem
-        records.append(Conversation(id=conv_id, media=media, media_kind=kind, turns=turns))
-    return records
+    return [instruction_record(path, where, item, media_root=root, check_files=check_files) for where, item in _items(path)]
+
+
+def instruction_record(path: Path, where: str, item: dict, *, media_root: Path, check_files: bool) -> Conversation:
+    """One item of an ``instructions.json`` (``where`` names it in errors), also a row a shard carries."""
+    kinds = [k for k in ("video", "image") if item.get(k)]
+    if len(kinds) != 1:
+        raise DataFormatError(path, where, "video/image", f"expected exactly one of 'video' or 'image', found {kinds or 'neither'}")
+    kind = kinds[0]
+    media = _resolve(path, where, kind, _text(path, where, item, kind), media_root, check_files)
+    if "conversations" in item:
+        turns = _llava_turns(path, where, item["conversations"])
+    elif "QA" in item:
+        turns = _videochat_turns(path, where, item["QA"], kind)
+    else:
+        raise DataFormatError(path, where, "conversations", f"missing (neither 'conversations' nor 'QA'; keys present: {sorted(item)})")
+    conv_id = _text(path, where, item, "id", required=False) or Path(item[kind]).stem
+    return Conversation(id=conv_id, media=media, media_kind=kind, turns=turns)
 
 
 def _llava_turns(path: Path, where: str, conversations: Any) -> tuple[Turn, ...]:

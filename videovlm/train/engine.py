@@ -43,6 +43,7 @@ from videovlm.train.distributed import DistInfo, barrier, init_distributed
 from videovlm.train.instantiate import DEFAULT_ALLOWED_PACKAGES, instantiate
 from videovlm.train.metrics import MetricsLogger, plot_loss_curve, read_metrics
 from videovlm.train.parts import apply_trainable_parts, model_processor, trainable_parts_in_eval
+from videovlm.train.datasets.shards import ShardBatches, is_shard_stage, keep_batch
 from videovlm.train.stages import STAGE_MARKER, TrainingError, build_datasets, build_stage_model, class_path
 
 log = logging.getLogger("videovlm.train")
@@ -66,13 +67,14 @@ class _StageSetup:
     final_dir: Path
     model: nn.Module
     engine: Any  # the DeepSpeed engine wrapping ``model``
-    train_set: MixedDataset
+    train_set: MixedDataset | None  # None when the stage streams shards (``videovlm.train.datasets.shards``)
     train_sets: list[Any]
     val_sets: list[Any]
     checkpoint: Path | None  # the checkpoint resumed from
     start_step: int
     skipped_total: int
     seen_total: int
+    data_position: dict[str, Any] | None = None  # the checkpoint's, on resume
 
 
 def warmup_cosine(*, warmup_steps: int, total_steps: int, min_lr_ratio: float):
@@ -162,7 +164,7 @@ class Trainer:
         train_sets = build_datasets(stage.data.train, processor=processor, train=True, seed=config.seed, allowed_packages=self.allowed_packages)
         val_sets = build_datasets(stage.data.val, processor=processor, train=False, seed=config.seed, allowed_packages=self.allowed_packages)
         train_sets, val_sets = apply_feature_cache(config=config, stage=stage, model=model, train_sets=train_sets, val_sets=val_sets)
-        train_set = MixedDataset(train_sets)
+        train_set = None if is_shard_stage(train_sets, stage=stage.name) else MixedDataset(train_sets)
 
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
@@ -179,39 +181,18 @@ class Trainer:
         )
         trainable_parts_in_eval(model, stage.trainable)  # DeepSpeed's .train() woke the frozen parts
 
-        start_step, skipped_total, seen_total = 0, 0, 0
+        start_step, skipped_total, seen_total, position = 0, 0, 0, None
         if checkpoint is not None:
             state = load_checkpoint(engine, checkpoint, dist=dist)
-            start_step, skipped_total, seen_total = state["step"], state["skipped_total"], state["seen_total"]
+            start_step, skipped_total, seen_total, position = state["step"], state["skipped_total"], state["seen_total"], state.get("data_position")
             log.info("stage %s: resumed from %s (step %d)", stage.name, checkpoint, start_step)
-        return _StageSetup(stage_dir, stage_dir / "final", model, engine, train_set, train_sets, val_sets, checkpoint, start_step, skipped_total, seen_total)
+        return _StageSetup(stage_dir, stage_dir / "final", model, engine, train_set, train_sets, val_sets, checkpoint, start_step, skipped_total, seen_total, position)
 
     def _train_stage(self, index: int, stage: StageConfig, setup: _StageSetup) -> _StageLoop:
         """The stage's optimizer steps from ``setup.start_step`` on; returns the finished loop."""
         config, dist = self.config, self.dist
         assert dist is not None
-        train_set = setup.train_set
-        batches = StepBatchSampler(
-            sizes=train_set.sizes,
-            weights=stage.data.weights,
-            seed=config.seed + index,
-            micro_batch_size=stage.micro_batch_size,
-            gradient_accumulation_steps=stage.gradient_accumulation_steps,
-            rank=dist.rank,
-            world_size=dist.world_size,
-            start_step=setup.start_step,
-            total_steps=stage.steps,
-            stage=stage.name,
-        )
-        loader = DataLoader(
-            train_set,
-            batch_sampler=batches,
-            collate_fn=PadCollator(train_set.pad_values),
-            num_workers=config.num_workers,
-            # Its own generator: creating the iterator must not draw from the global RNG
-            # (that would shift dropout after a resume).
-            generator=torch.Generator().manual_seed(config.seed),
-        )
+        batches, loader = self._train_loader(index, stage, setup)
         metrics = MetricsLogger(
             setup.stage_dir,
             enabled=dist.is_main,
@@ -221,6 +202,43 @@ class Trainer:
         loop = _StageLoop(self, setup.engine, stage, setup.stage_dir, batches, metrics, setup.skipped_total, setup.seen_total)
         loop.train(iter(loader), setup.start_step)
         return loop
+
+    def _train_loader(self, index: int, stage: StageConfig, setup: _StageSetup) -> tuple[StepBatchSampler | ShardBatches, DataLoader]:
+        """The stage's batch plan and its DataLoader, from ``setup.start_step`` on."""
+        config, dist = self.config, self.dist
+        assert dist is not None
+        common = {
+            "seed": config.seed + index,
+            "micro_batch_size": stage.micro_batch_size,
+            "gradient_accumulation_steps": stage.gradient_accumulation_steps,
+            "rank": dist.rank,
+            "world_size": dist.world_size,
+            "start_step": setup.start_step,
+            "stage": stage.name,
+        }
+        if setup.train_set is None:  # shard streams: the dataset itself batches, split by webdataset
+            streamed = ShardBatches(setup.train_sets, stage.data.weights, num_workers=config.num_workers, **common)
+            saved = setup.data_position
+            if saved is not None and saved.get("num_workers") != streamed.workers:
+                raise TrainingError(
+                    f"stage {stage.name!r}: the checkpoint streamed shards with num_workers={saved.get('num_workers')}, "
+                    f"this run has {streamed.workers}: the shards would be split differently; resume with the same num_workers"
+                )
+            # A generator of its own, as below (the workers' seeds must not draw from the global RNG).
+            loader = DataLoader(streamed, batch_size=None, collate_fn=keep_batch, num_workers=config.num_workers, generator=torch.Generator().manual_seed(config.seed))
+            return streamed, loader
+        train_set = setup.train_set
+        batches = StepBatchSampler(sizes=train_set.sizes, weights=stage.data.weights, total_steps=stage.steps, **common)
+        loader = DataLoader(
+            train_set,
+            batch_sampler=batches,
+            collate_fn=PadCollator(train_set.pad_values),
+            num_workers=config.num_workers,
+            # Its own generator: creating the iterator must not draw from the global RNG
+            # (that would shift dropout after a resume).
+            generator=torch.Generator().manual_seed(config.seed),
+        )
+        return batches, loader
 
     def _finish_stage(self, stage: StageConfig, setup: _StageSetup, loop: _StageLoop, previous_final: Path | None) -> StageResult:
         """Final evaluation, ``final/`` with its stage marker, the loss curve."""
@@ -337,7 +355,7 @@ def _all_reduce_sum(values: torch.Tensor, engine: Any) -> torch.Tensor:
 class _StageLoop:
     """The optimizer-step loop of one stage (split out of Trainer for readability)."""
 
-    def __init__(self, trainer: Trainer, engine: Any, stage: StageConfig, stage_dir: Path, batches: StepBatchSampler, metrics: MetricsLogger, skipped_total: int, seen_total: int):
+    def __init__(self, trainer: Trainer, engine: Any, stage: StageConfig, stage_dir: Path, batches: StepBatchSampler | ShardBatches, metrics: MetricsLogger, skipped_total: int, seen_total: int):
         self.trainer, self.engine, self.stage, self.stage_dir = trainer, engine, stage, stage_dir
         self.batches, self.metrics = batches, metrics
         self.skipped_total, self.seen_total = skipped_total, seen_total

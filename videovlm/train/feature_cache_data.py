@@ -15,6 +15,7 @@ from torch import nn
 
 from videovlm.models import VideoBertModel, VideoLlamaModel, VideoOFAModel
 from videovlm.train.config import cache_dir_of
+from videovlm.train.datasets.shards import ShardDataset
 from videovlm.train.feature_cache import (
     FeatureCache,
     FeatureCacheError,
@@ -193,6 +194,11 @@ def apply_feature_cache(*, config, stage, model, train_sets: list, val_sets: lis
     for ``features: online``. The engine calls this once per stage, before DeepSpeed."""
     if config.features != "cached":
         return train_sets, val_sets
+    if any(isinstance(ds, ShardDataset) for ds in train_sets):
+        raise FeatureCacheError(
+            f"stage {stage.name!r}: features: cached keys frames by their video file; shard datasets carry the frames "
+            "themselves, so train them with features: online"
+        )
     wrapped = use_cached_features(
         model=model, datasets=[*train_sets, *val_sets], cache_dir=cache_dir_of(config), trainable=stage.trainable, on_miss=config.feature_cache.on_miss
     )

@@ -34,7 +34,7 @@ def build_plan(config: TrainConfig, *, allowed_packages: Sequence[str] = DEFAULT
         for split, train in (("train", True), ("val", False)):
             components = getattr(stage.data, split)
             built = build_datasets(components, processor=processor, train=train, seed=config.seed, allowed_packages=allowed_packages)
-            data[split] = [{"component": c["_component_"], "items": len(d)} for c, d in zip(components, built)]
+            data[split] = [{"component": c["_component_"], "items": len(d) if hasattr(d, "__len__") else f"{len(d.urls)} shards, streamed"} for c, d in zip(components, built)]
         global_batch = stage.micro_batch_size * stage.gradient_accumulation_steps * world_size
         stages.append({
             "name": stage.name,

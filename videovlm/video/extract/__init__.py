@@ -5,8 +5,11 @@ Output (jpg/png): ``OUTPUT/<key>/000000.jpg ...`` and ``OUTPUT/<key>/frames.json
 ``video``, ``key``, ``stream``, ``sampler``, ``indices``, ``pts``, ``valid``, ``clips``,
 ``files``, ``width``/``height`` (of the saved frames), ``num_frames``/``fps``/``duration``/
 ``source_width``/``source_height`` (of the video) and ``backend``. ``--format wds``: tar
-shards ``OUTPUT/videos-NNNNNN.tar``, one sample per video (``000000.jpg ...`` and ``json``,
-the same record). Failures: ``OUTPUT/failures.jsonl`` (``failures-shardIofN.jsonl`` with
+shards ``OUTPUT/videos-NNNNNN.tar``, one sample per video (``000000.jpg ...`` or ``.png`` with
+``--wds-frames png``, and ``json``, the same record). With a manifest as INPUT the record also
+holds ``rows``: the manifest's rows of that video, every field but ``video`` (its captions,
+questions or conversations; rows naming the same video under one key are one video), which
+the shard datasets of ``videovlm.train.datasets`` train from. Failures: ``OUTPUT/failures.jsonl`` (``failures-shardIofN.jsonl`` with
 ``--shard``, so parts running at once never share a file).
 
 A rerun skips videos already done; a video counts as done only once its ``frames.json``
@@ -67,6 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--contact-sheet", action="store_true", help="also write a PNG grid of the sampled frames per video (OUTPUT/<key>/contact_sheet.png; wds: OUTPUT/contact_sheets/<key>.png)")
     parser.add_argument("--strict", action="store_true", help="exit code 1 when any video failed")
     parser.add_argument("--backend", default="auto", help="decoder backend: auto, pyav, decord or torchcodec (default: %(default)s)")
+    parser.add_argument("--wds-frames", default="jpg", choices=("jpg", "png"), help="wds: how frames are stored; png is lossless, the decoded frames bit for bit (default: %(default)s)")
     parser.add_argument("--tar-size", type=int, default=1000, metavar="N", help="wds: videos per tar shard (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -87,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
             contact_sheet=args.contact_sheet,
             backend=args.backend,
             tar_size=args.tar_size,
+            wds_frames=args.wds_frames,
             progress=not args.no_progress,
         )
     except ValueError as e:  # ExtractUsageError, or a bad --size

@@ -109,12 +109,13 @@ class ExtractJob:
         sampler: sampler spec (``parse_sampler``).
         backend: reader backend (``open_video``).
         size: output frame size.
-        image_format: ``jpg`` or ``png`` (wds shards hold jpg).
+        image_format: ``jpg`` or ``png`` (of the files, or of the frames in a wds shard).
         contact_sheet: where the contact sheet PNG (at most 64 of the frames, evenly
             spread) ends up, or None for none.
         staging_dir: jpg/png: the temporary folder to write into; None for wds (the
             encoded files come back to the parent, which writes the shard).
         final_dir: jpg/png: the video's output folder.
+        rows: the manifest's rows of this video, kept in the record (``VideoEntry.rows``).
     """
 
     key: str
@@ -126,6 +127,7 @@ class ExtractJob:
     contact_sheet: str | None
     staging_dir: str | None
     final_dir: str | None
+    rows: tuple[dict, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -211,6 +213,8 @@ def _decode_and_encode(job: ExtractJob, emit: Callable[[str, bytes], object]) ->
         "source_height": metadata.height,
         "backend": backend,
     }
+    if any(job.rows):  # a manifest's text: captions, questions, conversations
+        record["rows"] = list(job.rows)
     if job.contact_sheet is not None:
         shown = sorted(on_sheet)
         sheet = contact_sheet(

@@ -42,11 +42,15 @@ class VideoEntry:
         path: the video file as found (relative paths stay relative to the working dir).
         problem: why this video cannot be extracted (a key that would escape OUTPUT, a key
             another video already has); such entries are reported as failures.
+        rows: a manifest's rows of this video (every field but ``video``: the captions,
+            questions, conversations), carried into its frames.json / shard sample so that
+            training can read the text from the extraction; empty for folders and globs.
     """
 
     key: str
     path: str
     problem: str | None = None
+    rows: tuple[dict, ...] = ()
 
 
 def key_problem(key: str) -> str | None:
@@ -127,8 +131,8 @@ def _key_from_path(path: Path, base: Path) -> str:
     return relative.with_suffix("").as_posix()
 
 
-def _entry(path: Path, key: str) -> VideoEntry:
-    return VideoEntry(key=key, path=str(path), problem=key_problem(key))
+def _entry(path: Path, key: str, rows: tuple[dict, ...] = ()) -> VideoEntry:
+    return VideoEntry(key=key, path=str(path), problem=key_problem(key), rows=rows)
 
 
 def _is_video(path: Path) -> bool:
@@ -206,28 +210,34 @@ def _manifest_rows(path: Path) -> list[tuple[str, dict]]:
 
 
 def _scan_manifest(path: Path) -> list[VideoEntry]:
+    """One entry per (key, video): the rows naming the same video under the same key (the
+    questions of one video in a qa.json) become that entry's ``rows``."""
     base = path.parent
-    entries = []
+    grouped: dict[tuple[str, Path], list[dict]] = {}
     for where, row in _manifest_rows(path):
         if not isinstance(row, dict):
             raise ExtractUsageError(f"{where}: expected an object with a 'video' field, got {type(row).__name__}")
-        video = row.get("video")
-        if not isinstance(video, str) or not video.strip():
-            raise ExtractUsageError(f"{where}: field 'video' must be a non-empty path, got {video!r}")
-        video_path = Path(video.strip())
-        if not video_path.is_absolute():
-            # Lexically normalised: "../clips/x.mp4" is a sibling folder's video, not a key
-            # with ".." in it.
-            video_path = Path(os.path.normpath(base / video_path))
-        video_id = row.get("id")
-        if video_id in (None, ""):
-            key = _key_from_path(video_path, base)
-        elif isinstance(video_id, (str, int)) and not isinstance(video_id, bool):
-            key = str(video_id)
-        else:
-            raise ExtractUsageError(f"{where}: field 'id' must be a string or integer, got {video_id!r}")
-        entries.append(_entry(video_path, key))
-    return entries
+        key, video_path = _manifest_video(where, row, base)
+        grouped.setdefault((key, video_path), []).append({k: v for k, v in row.items() if k != "video"})
+    return [_entry(video_path, key, tuple(rows)) for (key, video_path), rows in grouped.items()]
+
+
+def _manifest_video(where: str, row: dict, base: Path) -> tuple[str, Path]:
+    """(key, video path) of a manifest row."""
+    video = row.get("video")
+    if not isinstance(video, str) or not video.strip():
+        raise ExtractUsageError(f"{where}: field 'video' must be a non-empty path, got {video!r}")
+    video_path = Path(video.strip())
+    if not video_path.is_absolute():
+        # Lexically normalised: "../clips/x.mp4" is a sibling folder's video, not a key
+        # with ".." in it.
+        video_path = Path(os.path.normpath(base / video_path))
+    video_id = row.get("id")
+    if video_id in (None, ""):
+        return _key_from_path(video_path, base), video_path
+    if isinstance(video_id, (str, int)) and not isinstance(video_id, bool):
+        return str(video_id), video_path
+    raise ExtractUsageError(f"{where}: field 'id' must be a string or integer, got {video_id!r}")
 
 
 def check_placement(folder: Path, output: Path) -> None:

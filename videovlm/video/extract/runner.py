@@ -47,6 +47,7 @@ from videovlm.video.extract.sinks import (
 from videovlm.video.samplers import SamplerSpecError, parse_sampler
 
 FORMATS = ("jpg", "png", "wds")
+WDS_FRAME_FORMATS = ("jpg", "png")  # png: lossless, the frames a video reader decodes, bit for bit
 PARTIAL_DIR = ".partial"
 
 
@@ -127,7 +128,7 @@ def _outcome(future: Future, timeout: float) -> tuple[ExtractResult | None, str 
         return None, f"{type(e).__name__}: {e}"
 
 
-def _check_options(*, sampler: str, image_format: str, workers: int, timeout: float, tar_size: int, backend: str) -> str:
+def _check_options(*, sampler: str, image_format: str, wds_frames: str, workers: int, timeout: float, tar_size: int, backend: str) -> str:
     """The canonical sampler spec; raises ``ExtractUsageError`` for a bad option."""
     try:
         sampler_spec = parse_sampler(sampler).spec
@@ -135,6 +136,8 @@ def _check_options(*, sampler: str, image_format: str, workers: int, timeout: fl
         raise ExtractUsageError(f"--sampler: {e}") from None
     if image_format not in FORMATS:
         raise ExtractUsageError(f"--format {image_format!r}: choose one of {', '.join(FORMATS)}")
+    if wds_frames not in WDS_FRAME_FORMATS:
+        raise ExtractUsageError(f"--wds-frames {wds_frames!r}: choose one of {', '.join(WDS_FRAME_FORMATS)}")
     if workers < 1:
         raise ExtractUsageError(f"--workers {workers}: need at least 1 worker process")
     if not timeout > 0:
@@ -198,6 +201,7 @@ class _JobSettings:
     size: FrameSize
     image_format: str
     contact_sheet: bool
+    wds_frames: str = "jpg"
 
     def job(self, number: int, entry: VideoEntry) -> ExtractJob:
         wds_mode = self.image_format == "wds"
@@ -213,10 +217,11 @@ class _JobSettings:
             sampler=self.sampler_spec,
             backend=self.backend,
             size=self.size,
-            image_format="jpg" if wds_mode else self.image_format,
+            image_format=self.wds_frames if wds_mode else self.image_format,
             contact_sheet=sheet,
             staging_dir=None if wds_mode else str(self.staging_root / f"{number:08d}"),
             final_dir=None if wds_mode else str(self.output / entry.key),
+            rows=entry.rows,
         )
 
 
@@ -233,6 +238,7 @@ def extract_videos(
     contact_sheet: bool = False,
     backend: str = "auto",
     tar_size: int = 1000,
+    wds_frames: str = "jpg",
     progress: bool = True,
 ) -> ExtractSummary:
     """Extract sampled frames of every video named by ``input_spec`` into ``output``.
@@ -242,7 +248,7 @@ def extract_videos(
     run as Ctrl-C does (workers stopped, temporary files removed), exit code 143.
     """
     sampler_spec = _check_options(
-        sampler=sampler, image_format=image_format, workers=workers, timeout=timeout, tar_size=tar_size, backend=backend
+        sampler=sampler, image_format=image_format, wds_frames=wds_frames, workers=workers, timeout=timeout, tar_size=tar_size, backend=backend
     )
     output = Path(output)
     tag = "all" if shard is None else f"shard{shard[0]}of{shard[1]}"
@@ -261,7 +267,7 @@ def extract_videos(
     is_done = _done_check(output, wds_mode=wds_mode)
     failures = FailureLog(failures_path)
     sink = ShardSink(output, staging_root, "videos" if shard is None else f"videos-{tag}", max_count=tar_size)
-    settings = _JobSettings(output, staging_root, sampler_spec, backend, size or FrameSize(), image_format, contact_sheet)
+    settings = _JobSettings(output, staging_root, sampler_spec, backend, size or FrameSize(), image_format, contact_sheet, wds_frames)
     done = 0
     bar = None
     try:

@@ -10,6 +10,9 @@ and turned into model inputs by the family's processor (injected by the engine).
 
 At train time the sampler jitters with a per-item generator; at eval time it takes centres.
 A missing or corrupt video is skipped and counted by the engine (``max_skip_fraction``).
+
+``ShardQADataset`` / ``ShardCaptionDataset`` / ``ShardInstructionDataset`` stream the
+webdataset shards of ``videovlm extract --format wds`` instead (``videovlm.train.datasets.shards``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,24 @@ from typing import Any
 import torch
 
 from videovlm.train.data import DataError, MediaTextDataset
+from videovlm.train.datasets.shards import ShardCaptionDataset, ShardInstructionDataset, ShardQADataset
+
+# The shard datasets (``videovlm.train.datasets.shards``) are components of this package too.
+__all__ = [
+    "ActivityNetQADataset",
+    "ImageCaptionDataset",
+    "InstructionDataset",
+    "MixtureDataset",
+    "ObjectCaptionDataset",
+    "RecordDataset",
+    "ShardCaptionDataset",
+    "ShardInstructionDataset",
+    "ShardQADataset",
+    "VideoCaptionDataset",
+    "VideoInstructDataset",
+    "VideoQADataset",
+    "record_media",
+]
 
 
 class RecordDataset(MediaTextDataset):
