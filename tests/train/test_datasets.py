@@ -45,3 +45,30 @@ def test_bad_types_name_the_problem(qa_file, processor):
     for bad in ("direction", [], [3]):
         with pytest.raises(DataError, match="types: expected a non-empty list of question type names"):
             VideoQADataset(path=qa_file, processor=processor, types=bad)
+
+
+def test_decode_size_auto_decodes_at_the_processor_s_size(tmp_path, processor):
+    """``decode_size: auto``: frames come out of the decoder at the size the processor resizes
+    to (short side, aspect kept), so it only crops; the pixels match decoding full size and
+    letting the processor resize, within interpolation noise."""
+    import numpy as np
+    import torch
+
+    from videovlm.models.pixels import decode_target
+    from videovlm.video.writer import write_video
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, size=(12, 20, 3), dtype=np.uint8)
+    frames = [np.kron(np.roll(base, i, axis=1), np.ones((12, 12, 1), dtype=np.uint8)) for i in range(8)]  # 144 x 240, smooth blocks
+    write_video(tmp_path / "v0.mp4", frames, fps=8, crf=0)
+    (tmp_path / "qa.json").write_text(json.dumps([{"video_id": "v0", "video": "v0.mp4", "question": "what colour is it?", "answer": "red"}]))
+    auto = VideoQADataset(path=tmp_path / "qa.json", processor=processor, decode_size="auto", train=False)
+    target = decode_target(processor.pixel)
+    assert auto.decode_size == target
+    full = VideoQADataset(path=tmp_path / "qa.json", processor=processor, train=False)
+    scaled, reference = auto[0]["pixel_values"], full[0]["pixel_values"]
+    assert scaled.shape == reference.shape
+    assert float((scaled - reference).abs().mean()) < 0.1  # normalised units (~6 levels of 255 would be 0.09)
+    assert not torch.equal(scaled, reference)  # really decoded at another size
+    with pytest.raises(DataError, match="decode_size: expected"):
+        VideoQADataset(path=tmp_path / "qa.json", processor=processor, decode_size="small")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,10 @@ def read_failures(path: Path) -> list[dict]:
 def test_jpg_layout_frames_json_failures_and_resume(video_folder, tmp_path, capsys):
     out = tmp_path / "out"
     assert extract(video_folder, out, "--contact-sheet", "--size", "32") == 0
-    assert capsys.readouterr().out.strip() == f"done 3, skipped 0 (already done), failed 1 (see {out / 'failures.jsonl'})"
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"done 3, skipped 0 (already done), failed 1 (see {out / 'failures.jsonl'}) | ")
+    # video2dataset-style rates (24 frames written: 8 per video) and the failures by reason.
+    assert re.search(r"\| [0-9.]+ videos/s, [0-9.]+ frames/s in [0-9.]+ s \| failures: VideoDecodeError 1$", line), line
 
     record = json.loads((out / "a" / "frames.json").read_text())
     for field in ("video", "stream", "sampler", "indices", "pts", "width", "height", "num_frames", "fps"):
@@ -279,3 +283,26 @@ def test_a_killed_run_leaves_nothing_half_done(video_folder, tmp_path, capsys):
     summary = capsys.readouterr().out
     assert summary.startswith("done 0, skipped 3 (already done), failed 1"), summary
     assert not (out / ".partial").exists()
+
+
+def test_a_manifest_s_rows_travel_with_their_video(video_folder, tmp_path):
+    """Rows naming the same video under one key are one video whose record carries them all
+    (every field but ``video``), in the manifest's order; a row of another key is its own video."""
+    from videovlm.video.extract import extract_videos
+
+    manifest = tmp_path / "qa.json"
+    rows = [
+        {"video": str(video_folder / "a.mp4"), "id": "a", "question": "what is it?", "answer": "grey"},
+        {"video": str(video_folder / "sub" / "b.mp4"), "id": "b", "question": "how many?", "answer": "one"},
+        {"video": str(video_folder / "a.mp4"), "id": "a", "question": "is it dark?", "answer": "yes"},
+        {"video": str(video_folder / "a.mp4"), "id": "a_again", "question": "again?", "answer": "no"},
+    ]
+    manifest.write_text(json.dumps(rows))
+    out = tmp_path / "out"
+    summary = extract_videos(input_spec=str(manifest), output=out, workers=1, progress=False)
+    assert (summary.done, summary.failed, summary.frames) == (3, 0, 24)
+    record = json.loads((out / "a" / "frames.json").read_text())
+    assert record["rows"] == [{"id": "a", "question": "what is it?", "answer": "grey"}, {"id": "a", "question": "is it dark?", "answer": "yes"}]
+    assert json.loads((out / "a_again" / "frames.json").read_text())["rows"] == [{"id": "a_again", "question": "again?", "answer": "no"}]
+    with pytest.raises(ExtractUsageError, match="--wds-frames 'gif'"):
+        extract_videos(input_spec=str(manifest), output=tmp_path / "out2", image_format="wds", wds_frames="gif", progress=False)

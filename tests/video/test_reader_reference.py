@@ -71,3 +71,27 @@ def test_default_stream_is_ffmpeg_best_and_rotation_applied(testvideos):
         meta = reader.metadata
         assert (meta.rotation, meta.width, meta.height) == (90, 270, 480)
         assert reader.get_frames([0]).frames.shape == (1, 480, 270, 3)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("reference", REFERENCES or ["(no reference videos)"])
+def test_decode_time_resize_matches_a_resize_of_the_reference(testvideos, reference, backend):
+    """``resize=<short side>``: the decoder scales (and converts to RGB) in one step; the
+    frame is the reference resized (PIL bicubic) to the same size, within a few levels."""
+    from videovlm.video.reader import short_side_size
+
+    video, stream, frame = _parse(reference)
+    with Image.open(testvideos / reference) as image:
+        full = image.convert("RGB")
+    height, width = short_side_size(full.height, full.width, 96)
+    expected = np.asarray(full.resize((width, height), Image.Resampling.BICUBIC), dtype=np.float64)
+    try:
+        reader = open_video(testvideos / video, backend=backend, stream_index=stream, resize=96)
+    except VideoDecodeError as e:
+        assert backend != "auto", e
+        return
+    with reader:
+        got = reader.get_frames([frame]).frames[0].numpy().astype(np.float64)
+    assert got.shape == expected.shape == (height, width, 3)
+    assert min(height, width) == 96
+    assert np.abs(got - expected).mean() <= 4.0, (backend, np.abs(got - expected).mean())

@@ -104,6 +104,15 @@ def _crop_pct_settings(processor: dict, *, shortest_edge: int) -> tuple[int, str
     return shortest_edge, "shortest_edge", float(processor["crop_pct"])
 
 
+def decode_target(config: PixelConfig) -> int | tuple[int, int]:
+    """The size to decode frames at so this preprocessing only crops: the short side it
+    resizes to (``shortest_edge``, aspect kept; ``open_video(resize=int)``) or the square
+    (``exact``). Frames decoded so skip the second resize (the decoder scales, cheaper)."""
+    if config.resize == "exact":
+        return (config.image_size, config.image_size)
+    return int(config.image_size / config.crop_pct)
+
+
 def frames_to_pixel_values(frames: torch.Tensor, config: PixelConfig) -> torch.Tensor:
     """uint8 RGB frames ``(T, H, W, 3)`` or ``(B, T, H, W, 3)`` -> float ``(B, T, 3, S, S)``.
 

@@ -12,6 +12,7 @@ sees what two processes see.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +81,7 @@ class MediaTextDataset(Dataset):
         train: bool = True,
         seed: int = 0,
         pad_values: Mapping[str, int | float] | None = None,
-        decode_size: Sequence[int] | None = None,
+        decode_size: Sequence[int] | int | None = None,
     ):
         from videovlm.video.samplers import parse_sampler
 
@@ -92,8 +93,9 @@ class MediaTextDataset(Dataset):
         self.train = train
         self.seed = seed
         self.pad_values = dict(pad_values or {})
-        # (height, width) to decode at (the decoder scales, cheaper than decoding full size).
-        self.decode_size = tuple(decode_size) if decode_size is not None else None
+        # (height, width), or the short side (aspect kept), to decode at: the decoder scales,
+        # cheaper than decoding full size and resizing after.
+        self.decode_size = decode_size if decode_size is None or isinstance(decode_size, int) else tuple(decode_size)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -117,10 +119,20 @@ class MediaTextDataset(Dataset):
         if not path.is_file():
             raise FileNotFoundError(f"video not found: {path}")
         generator = item_generator(self.seed, epoch, index) if self.train else None
-        with open_video(path, resize=self.decode_size) as reader:
+        with open_video(path, resize=self.decode_size, num_threads=decoder_threads()) as reader:
             sample = self.sampler(reader.metadata, generator)
             batch = reader.get_frames(list(sample.indices))
         return batch.frames, torch.tensor(sample.valid, dtype=torch.bool)  # (T, H, W, 3), (T,)
+
+
+def decoder_threads() -> int:
+    """Decoder threads for a video read here: in a DataLoader worker, the cores shared out
+    among the workers (FFmpeg's default, a thread per core in every worker, oversubscribes
+    them; benchmarks/dataloader.py); else 0, FFmpeg's choice."""
+    info = torch.utils.data.get_worker_info()
+    if info is None:
+        return 0
+    return max(1, len(os.sched_getaffinity(0)) // info.num_workers)
 
 
 def read_image(path: Path) -> torch.Tensor:

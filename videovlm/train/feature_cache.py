@@ -96,7 +96,7 @@ class Namespace:
         return f"frozen weights sha256 {self.frozen_sha256[:12]}..., parts {'+'.join(self.parts)}"
 
 
-def model_namespace(model: nn.Module, parts: Sequence[str], *, decode_size: Sequence[int] | None = None) -> Namespace:
+def model_namespace(model: nn.Module, parts: Sequence[str], *, decode_size: Sequence[int] | int | None = None) -> Namespace:
     """The namespace of ``model``'s current frozen weights and preprocessing."""
     state: dict[str, torch.Tensor] = {}
     for part in parts:
@@ -109,7 +109,7 @@ def model_namespace(model: nn.Module, parts: Sequence[str], *, decode_size: Sequ
         "pixel": asdict(vision.pixel),
         "select": vision.select,
         "feature_layer": vision.feature_layer,
-        "decode_size": list(decode_size) if decode_size is not None else None,
+        "decode_size": decode_size if decode_size is None or isinstance(decode_size, int) else list(decode_size),
     }
     return Namespace(frozen_sha256=tensor_digest(state), parts=tuple(parts), preprocess=json.dumps(preprocess, sort_keys=True))
 
@@ -327,7 +327,7 @@ def precompute(
     videos: Iterable[str | Path],
     sampler,
     sampler_spec: str,
-    decode_size: Sequence[int] | None = None,
+    decode_size: Sequence[int] | int | None = None,
     progress: bool = False,
 ) -> PrecomputeReport:
     """Cache the frames ``sampler`` can draw from each video (already cached frames are kept)."""
@@ -340,7 +340,7 @@ def precompute(
         report.videos += 1
         try:
             identity = video_identity(path)
-            with open_video(path, resize=tuple(decode_size) if decode_size is not None else None) as reader:
+            with open_video(path, resize=decode_size) as reader:  # a short side or (height, width)
                 wanted = frames_to_cache(sampler, reader.metadata)
                 entry = cache.video_entry(namespace, identity)
                 todo = [f for f in wanted if entry is None or str(f) not in entry["frames"]]
@@ -357,3 +357,4 @@ def precompute(
         report.computed += len(todo)
     cache.flush()
     return report
+

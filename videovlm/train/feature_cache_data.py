@@ -142,7 +142,7 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
         key = video_key(identity)
         todo = sorted({i for i in indices if (key, i) not in self.recomputed})
         if todo:
-            with open_video(path, resize=tuple(self.decode_size) if self.decode_size is not None else None) as reader:
+            with open_video(path, resize=self.decode_size) as reader:
                 features = compute_frame_features(self.front, self.processor, reader.get_frames(todo).frames)
             for i, feature in zip(todo, features):
                 self.recomputed[(key, i)] = feature

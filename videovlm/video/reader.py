@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import operator
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 
@@ -164,7 +164,7 @@ def open_video(
     stream_index: int | None = None,
     *,
     num_threads: int = 0,
-    resize: tuple[int, int] | None = None,
+    resize: tuple[int, int] | int | Callable[[VideoMetadata], tuple[int, int] | None] | None = None,
 ) -> VideoReader:
     """Open one video stream of ``path`` for frame-accurate reading.
 
@@ -176,24 +176,25 @@ def open_video(
             file wrongly raises ``VideoDecodeError`` saying why.
         stream_index: container stream index; ``None`` picks FFmpeg's best video stream.
         num_threads: decoder threads; 0 lets FFmpeg choose.
-        resize: ``(height, width)`` of the returned frames (display orientation), or None.
+        resize: ``(height, width)`` of the returned frames (display orientation); an int: the
+            short side, aspect kept (``short_side_size``); a function of the video's metadata
+            returning either (or None); None: the video's size. The decoder scales and converts
+            to RGB in one step (swscale), so no full-size RGB frame exists.
 
     Raises:
         VideoDecodeError: missing/empty/unreadable file, no such video stream, undecodable data.
     """
-    if resize is not None:
-        if len(resize) != 2 or not all(isinstance(v, int) and v > 0 for v in resize):
-            raise ValueError(f"{path}: resize must be (height, width) positive ints, got {resize!r}")
-        resize = (int(resize[0]), int(resize[1]))
+    short_side = _check_resize(path, resize)
     if not isinstance(num_threads, int) or num_threads < 0:
         raise ValueError(f"{path}: num_threads must be an int >= 0, got {num_threads!r}")
-    options = DecodeOptions(num_threads=num_threads, resize=resize)
     from videovlm.video.frame_folder import FrameFolderDecoder, FrameFolderIndex, is_frame_folder
 
     if is_frame_folder(path):  # frames written by `videovlm extract`: read as the video they came from
         folder_index = FrameFolderIndex(Path(path))
+        options = _options(folder_index.metadata, num_threads, resize, short_side)
         return VideoReader(folder_index, FrameFolderDecoder(folder_index, options), options)  # type: ignore[arg-type]
     index = build_index(path, stream_index)
+    options = _options(index.metadata, num_threads, resize, short_side)
     if backend == "auto":
         decoder = select_backend(index, options)
     elif backend in BACKEND_NAMES:
@@ -203,3 +204,35 @@ def open_video(
     else:
         raise ValueError(f"{path}: unknown backend {backend!r}; choose 'auto' or one of {list(BACKEND_NAMES)}")
     return VideoReader(index, decoder, options)
+
+
+def short_side_size(height: int, width: int, short_side: int) -> tuple[int, int]:
+    """(height, width) with the short side ``short_side`` and the aspect kept, rounded as the
+    pixel preprocessing rounds (``videovlm.models.pixels``), so frames decoded at this size
+    need no second resize there, only the centre crop."""
+    scale = short_side / min(height, width)
+    return max(short_side, round(height * scale)), max(short_side, round(width * scale))
+
+
+def _check_resize(path: str | Path, resize) -> int | None:
+    """The short side when ``resize`` is one; raises ``ValueError`` for a bad ``resize``."""
+    if resize is None or callable(resize):
+        return None
+    if isinstance(resize, int) and not isinstance(resize, bool):
+        if resize <= 0:
+            raise ValueError(f"{path}: resize must be a positive short side or (height, width), got {resize!r}")
+        return resize
+    if len(resize) != 2 or not all(isinstance(v, int) and v > 0 for v in resize):
+        raise ValueError(f"{path}: resize must be (height, width) positive ints or a short side, got {resize!r}")
+    return None
+
+
+def _options(metadata: VideoMetadata, num_threads: int, resize, short_side: int | None) -> DecodeOptions:
+    if callable(resize):  # a size chosen from the metadata (extraction's --size)
+        resize = resize(metadata)
+        short_side = _check_resize(metadata.path, resize)
+    if short_side is not None:
+        size = short_side_size(metadata.height, metadata.width, short_side)
+    else:
+        size = (int(resize[0]), int(resize[1])) if resize is not None else None  # type: ignore[index]
+    return DecodeOptions(num_threads=num_threads, resize=size)

@@ -48,7 +48,9 @@ class RecordDataset(MediaTextDataset):
     """Records of one file in a community format + a family processor (injected by the
     engine). Subclasses name the reader of ``videovlm.data.formats`` that parses ``path``;
     relative media paths resolve against ``media_root`` (default: the file's folder);
-    ``limit`` keeps the first N records; ``decode_size`` is (height, width) to decode at."""
+    ``limit`` keeps the first N records; ``decode_size`` is what to decode at: (height,
+    width), a short side (aspect kept), or ``auto``: the size the processor resizes to, so
+    the decoder scales in one step and the processor only crops."""
 
     READER: str = ""  # a reader function of videovlm.data.formats
 
@@ -62,10 +64,16 @@ class RecordDataset(MediaTextDataset):
         seed: int = 0,
         media_root: Path | None = None,
         limit: int | None = None,
-        decode_size: Sequence[int] | None = None,
+        decode_size: Sequence[int] | int | str | None = None,
     ):
         if processor is None or not callable(processor):
             raise TypeError(f"processor: {type(self).__name__} needs a model with a `processor` attribute")
+        if decode_size == "auto":
+            from videovlm.models.pixels import decode_target
+
+            decode_size = decode_target(processor.pixel)
+        elif isinstance(decode_size, str):
+            raise DataError(f"decode_size: expected [height, width], a short side or 'auto', got {decode_size!r}")
         records = self.read_records(path, media_root=media_root)
         self.processor = processor
         super().__init__(

@@ -112,7 +112,11 @@ class PyAVDecoder:
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
         height, width = self._target if self._target is not None else (None, None)
-        return self._reformatter.reformat(frame, width=width, height=height, format="rgb24").to_ndarray()
+        # Bicubic when scaling: like the PIL / torch bicubic resize the pixel preprocessing
+        # would do otherwise (mean error 0.9-2.3 levels against it; swscale's default
+        # bilinear 1.0-4.1), for ~0.05 ms more per frame.
+        interpolation = "BICUBIC" if self._target is not None else None
+        return self._reformatter.reformat(frame, width=width, height=height, format="rgb24", interpolation=interpolation).to_ndarray()
 
     def _frame_index(self, frame: av.VideoFrame) -> int | None:
         ticks = frame.pts if frame.pts is not None else frame.dts

@@ -174,19 +174,23 @@ def _decode_and_encode(job: ExtractJob, emit: Callable[[str, bytes], object]) ->
     suffix = job.image_format
     names: list[str] = []
     thumbnails: list[Image.Image] = []
-    with open_video(job.path, backend=job.backend, num_threads=1) as reader:
+    def output_size(meta) -> tuple[int, int]:  # (height, width): the decoder scales to it
+        width, height = job.size.for_source(meta.width, meta.height)
+        return height, width
+
+    with open_video(job.path, backend=job.backend, num_threads=1, resize=output_size) as reader:
         metadata = reader.metadata
         sample = parse_sampler(job.sampler)(metadata)
         out_width, out_height = job.size.for_source(metadata.width, metadata.height)
         on_sheet = set(spread(min(_SHEET_MAX, len(sample)), len(sample))) if job.contact_sheet else set()
         # In chunks: an fps sampler over a long video may pick thousands of frames, which
         # must not all sit decoded in memory at once (fewer per chunk for 4K and 8K videos).
-        chunk = max(1, min(_DECODE_CHUNK, _DECODE_CHUNK_BYTES // (3 * metadata.width * metadata.height)))
+        chunk = max(1, min(_DECODE_CHUNK, _DECODE_CHUNK_BYTES // (3 * out_width * out_height)))  # RGB frames at the output size
         for chunk_start in range(0, len(sample.indices), chunk):
             batch = reader.get_frames(sample.indices[chunk_start : chunk_start + chunk])
             for offset, frame in enumerate(batch.frames.numpy()):
                 image = Image.fromarray(np.ascontiguousarray(frame))
-                if image.size != (out_width, out_height):
+                if image.size != (out_width, out_height):  # only where a backend could not scale
                     image = image.resize((out_width, out_height), Image.Resampling.BICUBIC)
                 names.append(f"{chunk_start + offset:06d}.{suffix}")
                 emit(names[-1], _encode(image, suffix))

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pebble
@@ -53,16 +53,32 @@ PARTIAL_DIR = ".partial"
 
 @dataclass(frozen=True)
 class ExtractSummary:
-    """Counts of one run. ``failures_path`` is the run's failure log."""
+    """Counts of one run, video2dataset style. ``failures_path`` is the run's failure log;
+    ``seconds`` the run's wall time, ``frames`` the frames written, ``failure_reasons`` the
+    failed videos per error type (``VideoDecodeError``, ``TimeoutError``, ...)."""
 
     done: int
     skipped: int
     failed: int
     failures_path: Path
+    seconds: float = 0.0
+    frames: int = 0
+    failure_reasons: dict[str, int] = field(default_factory=dict)
 
     def line(self) -> str:
         text = f"done {self.done}, skipped {self.skipped} (already done), failed {self.failed}"
-        return text + (f" (see {self.failures_path})" if self.failed else "")
+        text += f" (see {self.failures_path})" if self.failed else ""
+        if self.seconds > 0 and self.done:
+            text += f" | {self.done / self.seconds:.2f} videos/s, {self.frames / self.seconds:.1f} frames/s in {self.seconds:.1f} s"
+        if self.failure_reasons:
+            text += " | failures: " + ", ".join(f"{reason} {n}" for reason, n in sorted(self.failure_reasons.items(), key=lambda kv: (-kv[1], kv[0])))
+        return text
+
+
+def failure_reason(error: str) -> str:
+    """The error type a failure line starts with (``"VideoDecodeError: ..."``), else ``other``."""
+    head = error.split(":", 1)[0].strip()
+    return head if head.isidentifier() else "other"
 
 
 def _init_worker(run_pid: int) -> None:
@@ -268,7 +284,8 @@ def extract_videos(
     failures = FailureLog(failures_path)
     sink = ShardSink(output, staging_root, "videos" if shard is None else f"videos-{tag}", max_count=tar_size)
     settings = _JobSettings(output, staging_root, sampler_spec, backend, size or FrameSize(), image_format, contact_sheet, wds_frames)
-    done = 0
+    done, frames, reasons = 0, 0, {}
+    began = time.perf_counter()
     bar = None
     try:
         with _sigterm_as_exit():
@@ -280,10 +297,13 @@ def extract_videos(
                     if wds_mode:
                         sink.write(job.key, result.files or {}, result.record or {})
                     done += 1
+                    frames += len((result.record or {}).get("files", ()))
                 else:
                     if job.staging_dir is not None:
                         shutil.rmtree(job.staging_dir, ignore_errors=True)
                     failures.add(video=job.path, key=job.key, error=error or "unknown error")
+                    reason = failure_reason(error or "")
+                    reasons[reason] = reasons.get(reason, 0) + 1
                 bar.update(1)
             sink.close()  # publishes the last shard
     finally:
@@ -296,7 +316,10 @@ def extract_videos(
             (output / PARTIAL_DIR).rmdir()
         except OSError:
             pass  # other --shard parts still running, or never created
-    return ExtractSummary(done=done, skipped=skipped, failed=failures.count, failures_path=failures_path)
+    return ExtractSummary(
+        done=done, skipped=skipped, failed=failures.count, failures_path=failures_path,
+        seconds=time.perf_counter() - began, frames=frames, failure_reasons=reasons,
+    )
 
 
 @contextmanager
