@@ -34,6 +34,31 @@ def test_default_sampler_is_uniform_capped_by_max_frames(trained_llama):
     assert VideoQA.from_pretrained(marker).sampler_spec == "segment:2"
 
 
+def test_decode_size_follows_training_and_the_processor(trained_llama, clips, tmp_path):
+    """QA decodes at the size training decoded at (training_stage.json's ``decode_size``);
+    ``auto`` is the processor's resize target; the answer is unchanged; bad sizes are typed errors."""
+    from videovlm.models.pixels import decode_target
+    from videovlm.qa.cli import parse_decode_size
+
+    full = VideoQA.from_pretrained(trained_llama, sampler="uniform:2")
+    assert full.decode_size is None and full.frames(clips["red"]).frames.shape[1:3] == (48, 48)
+    auto = VideoQA.from_pretrained(trained_llama, sampler="uniform:2", decode_size="auto")
+    target = decode_target(auto.model.processor.pixel)
+    assert auto.decode_size == target and min(auto.frames(clips["red"]).frames.shape[1:3]) == target
+    assert auto.qa(clips["red"], QUESTION) == "red" and auto.qa(clips["blue"], QUESTION) == "blue"
+    marker = tmp_path / "trained_at_24"
+    marker.mkdir()
+    for f in trained_llama.iterdir():
+        (marker / f.name).symlink_to(f)
+    (marker / "training_stage.json").write_text(json.dumps({"sampler": "uniform:2", "decode_size": 24}))
+    assert VideoQA.from_pretrained(marker).frames(clips["red"]).frames.shape[1:3] == (24, 24)
+    with pytest.raises(QAInputError, match="decode_size: expected auto"):
+        VideoQA.from_pretrained(trained_llama, decode_size="big")
+    assert parse_decode_size("auto") == "auto" and parse_decode_size("224") == 224 and parse_decode_size("24x32") == (24, 32)
+    with pytest.raises(Exception, match="expected auto, N"):
+        parse_decode_size("large")
+
+
 def test_batched_generation_matches_single_and_isolates_broken_videos(llama, clips):
     requests = [QARequest(clips[c], QUESTION) for c in ("red", "corrupt", "blue", "missing", "red")]
     results = llama.qa_batch(requests, options=BatchOptions(batch_size=4))

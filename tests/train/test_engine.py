@@ -137,3 +137,26 @@ def test_zero2_and_zero3_on_two_processes_match_one_process(recipe, tmp_path):
     ref = load_file(str(single / "second" / "final" / "model.safetensors"))
     assert {k: v.shape for k, v in full.items()} == {k: v.shape for k, v in ref.items()}
     assert all(torch.allclose(full[k], ref[k], atol=1e-5) for k in ref)
+
+
+def test_two_process_zero2_sigkill_then_resume_is_bit_identical(recipe, tmp_path):
+    """Both ranks of a 2-process ZeRO-2 run SIGKILLed after step 5 (checkpoint-4 on disk),
+    then resumed on 2 processes: every loss and the final weights equal the uninterrupted
+    2-process run's bit for bit (the kill is injected from outside the engine)."""
+    env = train_env(tmp_path)
+    overrides = ["deepspeed.zero_stage=2", "stages.0.gradient_accumulation_steps=1", "stages.1.gradient_accumulation_steps=1"]
+
+    def torchrun(*script: str) -> list[str]:
+        return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()), *script]
+
+    reference, out = tmp_path / "reference", tmp_path / "run"
+    check_ok(run_train(recipe, f"output_dir={reference}", *overrides, env=env, launcher=torchrun("-m")))
+    killed = run_train(recipe, f"output_dir={out}", *overrides, env=env, launcher=torchrun(*killing_launcher(5)[1:]))
+    assert killed.returncode != 0
+    assert (out / "first" / "checkpoint-4").is_dir() and not (out / "first" / "final").exists()
+    check_ok(run_train(recipe, f"output_dir={out}", "resume=true", *overrides, env=env, launcher=torchrun("-m")))
+    for stage in ("first", "second"):
+        assert losses(out, stage) == losses(reference, stage)
+    resumed = load_file(str(out / "second" / "final" / "model.safetensors"))
+    expected = load_file(str(reference / "second" / "final" / "model.safetensors"))
+    assert all(torch.equal(resumed[k], expected[k]) for k in expected)

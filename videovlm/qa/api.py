@@ -30,6 +30,7 @@ from videovlm.qa.frames import (
     VideoInput,
     blank_sampled_frames,
     load_frames,
+    model_decode_size,
     model_sampler_spec,
     timestamp_prefix,
 )
@@ -103,10 +104,30 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
+def _decode_size(value, model) -> int | tuple[int, int] | None:
+    """``VideoQA``'s ``decode_size``: ``auto`` -> the processor's resize target."""
+    if value is None:
+        return None
+    if value == "auto":
+        from videovlm.models.pixels import decode_target
+
+        pixel = getattr(getattr(model, "processor", None), "pixel", None)
+        if pixel is None:
+            raise QAInputError(f"decode_size: auto needs a model whose processor has pixel settings; {type(model).__name__} has none")
+        return decode_target(pixel)
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value):
+        return (int(value[0]), int(value[1]))
+    raise QAInputError(f"decode_size: expected auto, a short side or (height, width), got {value!r}")
+
+
 class VideoQA:
     """A loaded model plus its sampler and processor, reused across questions."""
 
-    def __init__(self, model, *, sampler: str, device: str | torch.device = "cpu", backend: str = "auto"):
+    def __init__(self, model, *, sampler: str, device: str | torch.device = "cpu", backend: str = "auto", decode_size=None):
+        """``decode_size``: what the decoder scales frames to (a short side, (height, width),
+        or ``auto``: the size the model's processor resizes to); None: full size."""
         from videovlm.video.samplers import parse_sampler
 
         self.device = resolve_device(device)
@@ -115,6 +136,7 @@ class VideoQA:
         self.sampler_spec = sampler
         self.sampler = parse_sampler(sampler)
         self.backend = backend
+        self.decode_size = _decode_size(decode_size, self.model)
 
     @classmethod
     def from_pretrained(
@@ -126,13 +148,15 @@ class VideoQA:
         backend: str = "auto",
         dtype: str = "auto",
         max_visual_tokens: int | None = None,
+        decode_size=None,
     ) -> VideoQA:
         """Load any family saved with ``save_pretrained`` (``videovlm.models.load_pretrained``).
         ``sampler`` defaults to the one the model folder records, else ``uniform:8``.
         ``dtype``: ``auto`` keeps the saved dtypes; ``bfloat16`` / ``float16`` / ``float32``
         casts the whole model (the frames are cast to each part's dtype as they go in).
         ``max_visual_tokens`` (without ``sampler``): sample ``uniform:T`` with T the most frames
-        whose video tokens fit the budget (``videovlm.qa.budget``)."""
+        whose video tokens fit the budget (``videovlm.qa.budget``). ``decode_size`` defaults
+        to the one the model was trained with (``model_decode_size``)."""
         from videovlm.models import load_pretrained
 
         if dtype not in DTYPES:
@@ -151,7 +175,8 @@ class VideoQA:
             except ValueError as e:
                 raise QAInputError(str(e)) from None
         spec = sampler or model_sampler_spec(model_dir, max_frames=getattr(model.config, "max_frames", None))
-        return cls(model, sampler=spec, device=device, backend=backend)
+        size = decode_size if decode_size is not None else model_decode_size(model_dir)
+        return cls(model, sampler=spec, device=device, backend=backend, decode_size=size)
 
     @property
     def family(self) -> str:
@@ -160,7 +185,7 @@ class VideoQA:
     # -- frames and prompts ------------------------------------------------------------
     def frames(self, video: VideoInput, *, times: Sequence[float] | None = None) -> SampledFrames:
         """The frames the model sees for ``video`` (sampled with this instance's sampler)."""
-        return load_frames(video, sampler=self.sampler, backend=self.backend, times=times)
+        return load_frames(video, sampler=self.sampler, backend=self.backend, times=times, decode_size=self.decode_size)
 
     def prompt(self, question: str, frames: SampledFrames, *, timestamps: bool = False, history: Sequence[ChatTurn] = ()) -> Prompt:
         if not isinstance(question, str) or not question.strip():

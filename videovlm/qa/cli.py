@@ -28,6 +28,20 @@ from videovlm.video.types import VideoDecodeError
 CHAT_EXIT = ("", "/quit", "/exit")
 
 
+def parse_decode_size(text: str) -> str | int | tuple[int, int]:
+    """``--decode-size``: ``auto``, ``N`` (short side) or ``HxW``."""
+    if text == "auto":
+        return text
+    height, x, width = text.lower().partition("x")
+    try:
+        values = [int(v) for v in ((height, width) if x else (height,))]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected auto, N (short side) or HxW, e.g. 224 or 224x398") from None
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: sizes must be >= 1 pixel")
+    return values[0] if not x else (values[0], values[1])
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, required=True, help="a model folder written by save_pretrained (a stage's final/)")
     single = parser.add_argument_group("one video")
@@ -47,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     frames.add_argument("--max-visual-tokens", type=int, help="instead of --sampler: uniform:T with the most frames whose video tokens fit this budget")
     frames.add_argument("--timestamps", action="store_true", help='put the frame times in the prompt ("frames are sampled at 0.0s, 0.5s, ...")')
     frames.add_argument("--backend", default="auto", choices=("auto", "pyav", "decord", "torchcodec"), help="video decoder (default auto)")
+    frames.add_argument("--decode-size", type=parse_decode_size, metavar="auto|N|HxW", help="scale frames in the decoder: auto = the size the model's processor resizes to, N = short side, HxW (default: what the model was trained with, else full size)")
     decoding = parser.add_argument_group("decoding")
     decoding.add_argument("--max-new-tokens", type=int, default=32, help="most tokens per answer (default 32)")
     decoding.add_argument("--num-beams", type=int, default=1, help="beam search width (default 1 = greedy)")
@@ -141,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         candidates = _candidates(args)
         if mode == "batch":  # before loading the model: a refused output costs nothing
             check_outputs({"--output": args.output}, files={"--data": args.data}, folders={"--model": args.model})
-        vqa = VideoQA.from_pretrained(args.model, sampler=args.sampler, device=args.device, backend=args.backend, dtype=args.dtype, max_visual_tokens=args.max_visual_tokens)
+        vqa = VideoQA.from_pretrained(args.model, sampler=args.sampler, device=args.device, backend=args.backend, dtype=args.dtype, max_visual_tokens=args.max_visual_tokens, decode_size=args.decode_size)
         if mode == "batch":
             options = BatchOptions(
                 batch_size=args.batch_size,

@@ -72,15 +72,31 @@ def model_sampler_spec(model_dir: str | Path, *, max_frames: int | None = None) 
     return FALLBACK_SAMPLER
 
 
-def load_frames(video: VideoInput, *, sampler, backend: str = "auto", times=None) -> SampledFrames:
+def model_decode_size(model_dir: str | Path) -> int | tuple[int, int] | None:
+    """The ``decode_size`` the model was trained with (recorded in training_stage.json by
+    the engine), so QA decodes its frames as training did; None: full size."""
+    path = Path(model_dir) / "training_stage.json"
+    try:
+        value = json.loads(path.read_text()).get("decode_size") if path.is_file() else None
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value):
+        return (value[0], value[1])
+    return None
+
+
+def load_frames(video: VideoInput, *, sampler, backend: str = "auto", times=None, decode_size=None) -> SampledFrames:
     """Sample and decode a video file, or check and wrap given frames (``times``: their
-    seconds, optional, for ``--timestamps``).
+    seconds, optional, for ``--timestamps``). ``decode_size``: a short side or (height,
+    width) the decoder scales to (``open_video``'s ``resize``); None: full size.
 
     Raises ``VideoDecodeError`` for a missing or undecodable file (the batch mode turns it
     into an error line) and ``QAInputError`` for frames of the wrong layout.
     """
     if isinstance(video, (str, Path)):
-        return _decode(Path(video), sampler=sampler, backend=backend)
+        return _decode(Path(video), sampler=sampler, backend=backend, decode_size=decode_size)
     frames = torch.as_tensor(video)
     if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
         raise QAInputError(
@@ -93,7 +109,7 @@ def load_frames(video: VideoInput, *, sampler, backend: str = "auto", times=None
     return SampledFrames(frames=frames, valid=torch.ones(frames.shape[0], dtype=torch.bool), times=times, source="<frames>")
 
 
-def _decode(path: Path, *, sampler, backend: str) -> SampledFrames:
+def _decode(path: Path, *, sampler, backend: str, decode_size=None) -> SampledFrames:
     from videovlm.video import open_video
 
     from videovlm.video.frame_folder import is_frame_folder
@@ -101,7 +117,7 @@ def _decode(path: Path, *, sampler, backend: str) -> SampledFrames:
     problem = None if is_frame_folder(path) else file_problem(path)  # a folder or a symlink loop is named, not "not found"
     if problem is not None:
         raise VideoDecodeError(str(path), problem)
-    with open_video(path, backend=backend) as reader:
+    with open_video(path, backend=backend, resize=decode_size) as reader:
         meta = reader.metadata
         try:
             sample = sampler(meta)

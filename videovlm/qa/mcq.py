@@ -34,7 +34,7 @@ def item_frames(vqa: VideoQA, item: MCQItem) -> SampledFrames:
     sampler = vqa.sampler
     if item.start is not None or item.end is not None:
         sampler = dataclasses.replace(sampler, start=item.start, end=item.end)
-    return load_frames(item.video, sampler=sampler, backend=vqa.backend)
+    return load_frames(item.video, sampler=sampler, backend=vqa.backend, decode_size=vqa.decode_size)
 
 
 @torch.no_grad()

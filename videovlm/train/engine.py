@@ -261,6 +261,8 @@ class Trainer:
             "trainable": stage.trainable,
             # The frame sampler the model was trained with: `videovlm qa` uses it by default.
             "sampler": next((d.sampler_spec for d in setup.train_sets if hasattr(d, "sampler_spec")), None),
+            # ... and the size its frames were decoded at (None: full size), for `videovlm qa` too.
+            "decode_size": next((_jsonable(d.decode_size) for d in setup.train_sets if getattr(d, "decode_size", None) is not None), None),
         }
         self._save_final(engine, model, setup.final_dir, marker, save_options(config.save, model, stage.trainable, previous_final))
         if dist.is_main:
@@ -329,6 +331,10 @@ def save_options(save, model: nn.Module, trainable: Sequence[str] | None, previo
     if options and not isinstance(model, VideoFamilyModel):
         raise TrainingError(f"save: {', '.join(options)} needs a videovlm family model; {class_path(type(model))} saves with save_pretrained(directory) only")
     return options
+
+
+def _jsonable(size: Any) -> Any:
+    return size if isinstance(size, int) else list(size)
 
 
 def _to_device(inputs: dict[str, Any], engine: Any) -> dict[str, Any]:
