@@ -160,3 +160,47 @@ def test_two_process_zero2_sigkill_then_resume_is_bit_identical(recipe, tmp_path
     resumed = load_file(str(out / "second" / "final" / "model.safetensors"))
     expected = load_file(str(reference / "second" / "final" / "model.safetensors"))
     assert all(torch.equal(resumed[k], expected[k]) for k in expected)
+
+
+def test_zero2_resumes_on_another_number_of_processes(recipe, tmp_path):
+    """A ZeRO-2 checkpoint of 2 processes continues on 1 (and one of 1 on 2), same global
+    batch (accumulation 1 x 2 ranks = 2 x 1 rank): DeepSpeed re-partitions the elastic
+    optimizer state, and the losses equal the uninterrupted run's to 1e-5 (no dropout: a new
+    world size gets new RNG streams)."""
+    env = train_env(tmp_path)
+    common = ["model.dropout=0.0", "deepspeed.zero_stage=2"]
+    one = ["stages.0.gradient_accumulation_steps=2", "stages.1.gradient_accumulation_steps=2"]
+    two = ["stages.0.gradient_accumulation_steps=1", "stages.1.gradient_accumulation_steps=1"]
+
+    def torchrun(*script: str) -> list[str]:
+        return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()), *script]
+
+    reference = tmp_path / "reference"
+    check_ok(run_train(recipe, f"output_dir={reference}", *common, *one, env=env))
+    for saved, resumed in (("two", "one"), ("one", "two")):
+        out = tmp_path / f"{saved}_to_{resumed}"
+        kill = killing_launcher(5)
+        launcher = torchrun(*kill[1:]) if saved == "two" else kill
+        killed = run_train(recipe, f"output_dir={out}", *common, *(two if saved == "two" else one), env=env, launcher=launcher)
+        assert killed.returncode != 0 and (out / "first" / "checkpoint-4").is_dir()
+        again = torchrun("-m") if resumed == "two" else None
+        check_ok(run_train(recipe, f"output_dir={out}", "resume=true", *common, *(two if resumed == "two" else one), env=env, launcher=again))
+        for stage in ("first", "second"):
+            got, expected = losses(out, stage), losses(reference, stage)
+            assert [s for s, _, _ in got] == [s for s, _, _ in expected]
+            for (_, loss, eval_loss), (_, ref_loss, ref_eval) in zip(got, expected):
+                assert (loss if loss is not None else eval_loss) == pytest.approx(ref_loss if ref_loss is not None else ref_eval, rel=1e-5, abs=1e-6), (saved, stage)
+
+
+def test_a_world_size_change_that_cannot_continue_is_refused(tmp_path):
+    """ZeRO-3 (parameters partitioned by rank) and another global batch (the data position
+    would move) are refused before anything loads, saying what to change."""
+    from videovlm.train.checkpoint import CheckpointError, check_world_change
+
+    state = {"world_size": 2, "zero_stage": 2, "global_batch": 8}
+    assert check_world_change(tmp_path, state, world_size=2, global_batch=8) is False
+    assert check_world_change(tmp_path, state, world_size=1, global_batch=8) is True
+    with pytest.raises(CheckpointError, match="only ZeRO 0-2 checkpoints resume on another number of ranks"):
+        check_world_change(tmp_path, {**state, "zero_stage": 3}, world_size=1, global_batch=8)
+    with pytest.raises(CheckpointError, match="set gradient_accumulation_steps so that"):
+        check_world_change(tmp_path, state, world_size=1, global_batch=4)

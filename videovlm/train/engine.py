@@ -183,7 +183,8 @@ class Trainer:
 
         start_step, skipped_total, seen_total, position = 0, 0, 0, None
         if checkpoint is not None:
-            state = load_checkpoint(engine, checkpoint, dist=dist)
+            global_batch = stage.micro_batch_size * stage.gradient_accumulation_steps * dist.world_size
+            state = load_checkpoint(engine, checkpoint, dist=dist, global_batch=global_batch)
             start_step, skipped_total, seen_total, position = state["step"], state["skipped_total"], state["seen_total"], state.get("data_position")
             log.info("stage %s: resumed from %s (step %d)", stage.name, checkpoint, start_step)
         return _StageSetup(stage_dir, stage_dir / "final", model, engine, train_set, train_sets, val_sets, checkpoint, start_step, skipped_total, seen_total, position)
@@ -219,6 +220,11 @@ class Trainer:
         if setup.train_set is None:  # shard streams: the dataset itself batches, split by webdataset
             streamed = ShardBatches(setup.train_sets, stage.data.weights, num_workers=config.num_workers, **common)
             saved = setup.data_position
+            if saved is not None and saved.get("world_size", streamed.world) != streamed.world:
+                raise TrainingError(
+                    f"stage {stage.name!r}: the checkpoint streamed shards on world_size={saved.get('world_size')}, this run has "
+                    f"{streamed.world}: webdataset would split the shards differently; resume shard streams on the same number of ranks"
+                )
             if saved is not None and saved.get("num_workers") != streamed.workers:
                 raise TrainingError(
                     f"stage {stage.name!r}: the checkpoint streamed shards with num_workers={saved.get('num_workers')}, "
@@ -470,6 +476,7 @@ class _StageLoop:
             "stage": self.stage.name,
             "step": step,
             "world_size": self.dist.world_size,
+            "zero_stage": self.trainer.config.deepspeed.zero_stage,  # ZeRO 0-2 may resume on another world size
             "skipped_total": self.skipped_total,
             "seen_total": self.seen_total,
             "data_position": self.batches.position(step),
