@@ -29,6 +29,7 @@ from videovlm.qa.frames import (
     SampledFrames,
     VideoInput,
     blank_sampled_frames,
+    checked_decode_size,
     load_frames,
     model_decode_size,
     model_sampler_spec,
@@ -106,8 +107,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 def _decode_size(value, model) -> int | tuple[int, int] | None:
     """``VideoQA``'s ``decode_size``: ``auto`` -> the processor's resize target."""
-    if value is None:
-        return None
     if value == "auto":
         from videovlm.models.pixels import decode_target
 
@@ -115,11 +114,7 @@ def _decode_size(value, model) -> int | tuple[int, int] | None:
         if pixel is None:
             raise QAInputError(f"decode_size: auto needs a model whose processor has pixel settings; {type(model).__name__} has none")
         return decode_target(pixel)
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value):
-        return (int(value[0]), int(value[1]))
-    raise QAInputError(f"decode_size: expected auto, a short side or (height, width), got {value!r}")
+    return checked_decode_size(value)
 
 
 class VideoQA:

@@ -72,6 +72,16 @@ def model_sampler_spec(model_dir: str | Path, *, max_frames: int | None = None) 
     return FALLBACK_SAMPLER
 
 
+def checked_decode_size(value) -> int | tuple[int, int] | None:
+    """A decode size as ``open_video`` takes it: None, a short side or (height, width);
+    ``QAInputError`` for anything else."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        return value
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+        return (int(value[0]), int(value[1]))
+    raise QAInputError(f"decode_size: expected auto, a short side or (height, width), got {value!r}")
+
+
 def model_decode_size(model_dir: str | Path) -> int | tuple[int, int] | None:
     """The ``decode_size`` the model was trained with (recorded in training_stage.json by
     the engine), so QA decodes its frames as training did; None: full size."""
@@ -80,11 +90,7 @@ def model_decode_size(model_dir: str | Path) -> int | tuple[int, int] | None:
         value = json.loads(path.read_text()).get("decode_size") if path.is_file() else None
     except (OSError, json.JSONDecodeError, AttributeError):
         return None
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value):
-        return (value[0], value[1])
-    return None
+    return checked_decode_size(value)
 
 
 def load_frames(video: VideoInput, *, sampler, backend: str = "auto", times=None, decode_size=None) -> SampledFrames:

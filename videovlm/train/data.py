@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -135,12 +135,22 @@ def decoder_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)) // info.num_workers)
 
 
-def read_image(path: Path) -> torch.Tensor:
+def read_image(path: Path | BinaryIO) -> torch.Tensor:
+    """An image file (a path or an open binary file) as uint8 RGB ``(1, H, W, 3)``."""
     from PIL import Image
 
     with Image.open(path) as image:
         rgb = np.asarray(image.convert("RGB"))
     return torch.from_numpy(rgb.copy()).unsqueeze(0)  # (1, H, W, 3)
+
+
+def encode_with_frame_mask(processor: Any, record: Any, frames: torch.Tensor, valid: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``processor(record, frames)``, plus ``frame_mask`` (False where the sampler padded a
+    short video) when the item has video pixels ``(T, C, H, W)``."""
+    item = processor(record, frames)
+    if "pixel_values" in item and item["pixel_values"].ndim == 4:
+        item["frame_mask"] = valid  # (T,)
+    return item
 
 
 class MixedDataset(Dataset):

@@ -357,4 +357,3 @@ def precompute(
         report.computed += len(todo)
     cache.flush()
     return report
-

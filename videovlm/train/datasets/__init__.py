@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from videovlm.train.data import DataError, MediaTextDataset
+from videovlm.train.data import DataError, MediaTextDataset, encode_with_frame_mask
 from videovlm.train.datasets.shards import ShardCaptionDataset, ShardInstructionDataset, ShardQADataset
 
 # The shard datasets (``videovlm.train.datasets.shards``) are components of this package too.
@@ -94,10 +94,7 @@ class RecordDataset(MediaTextDataset):
         return getattr(formats, self.READER)(path, media_root=media_root, check_files=False)
 
     def _encode(self, record: Any, frames: torch.Tensor, valid: torch.Tensor) -> dict[str, torch.Tensor]:
-        item = self.processor(record, frames)
-        if "pixel_values" in item and item["pixel_values"].ndim == 4:
-            item["frame_mask"] = valid  # (T,) False where the sampler padded a short video
-        return item
+        return encode_with_frame_mask(self.processor, record, frames, valid)
 
 
 class VideoQADataset(RecordDataset):

@@ -29,6 +29,7 @@ epoch of file datasets), by a generator seeded by (seed, rank, worker).
 
 from __future__ import annotations
 
+import abc
 import glob
 import io
 import json
@@ -47,7 +48,7 @@ import webdataset as wds
 from webdataset.shardlists import expand_urls
 from webdataset.utils import pytorch_worker_info
 
-from videovlm.train.data import DataError, PadCollator, SkippedItem
+from videovlm.train.data import DataError, PadCollator, SkippedItem, encode_with_frame_mask, read_image
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def _warn_and_continue(error: Exception) -> bool:
     return True
 
 
-class ShardDataset:
+class ShardDataset(abc.ABC):
     """Rows of the shards ``videovlm extract --format wds`` wrote + a family processor
     (injected by the engine). Subclasses say how a row becomes a record (``parse_row``).
 
@@ -127,9 +128,9 @@ class ShardDataset:
 
     # -- what a subclass says ------------------------------------------------------------
 
+    @abc.abstractmethod
     def parse_row(self, path: Path, where: str, row: dict) -> Any:
         """The record of one carried row (``row["video"]`` is the sample key)."""
-        raise NotImplementedError
 
     def keeps_row(self, row: dict) -> bool:
         """Whether a carried row is trained on (a filter, e.g. by question type)."""
@@ -179,24 +180,18 @@ class ShardDataset:
         where = f"{item.url}#{item.key}"
         try:
             record = self.parse_row(Path(item.url), f"sample {item.key}", {**item.row, "video": item.key})
-            frames = torch.from_numpy(np.stack([_decode_image(item.files, name, where) for name in item.record["files"]]))  # (T, H, W, 3)
+            frames = torch.cat([read_image(io.BytesIO(_frame_bytes(item.files, name, where))) for name in item.record["files"]])  # (T, H, W, 3)
             valid = torch.tensor(item.record.get("valid") or [True] * len(frames), dtype=torch.bool)
         except (ValueError, KeyError, OSError) as error:
             return SkippedItem(index=position, path=where, reason=f"{type(error).__name__}: {error}")
-        encoded = self.processor(record, frames)
-        if "pixel_values" in encoded and encoded["pixel_values"].ndim == 4:
-            encoded["frame_mask"] = valid  # (T,) False where the sampler padded a short video
-        return encoded
+        return encode_with_frame_mask(self.processor, record, frames, valid)
 
 
-def _decode_image(files: dict[str, bytes], name: str, where: str) -> np.ndarray:
-    from PIL import Image
-
+def _frame_bytes(files: dict[str, bytes], name: str, where: str) -> bytes:
     data = files.get(name)
     if data is None:
         raise KeyError(f"{where}: frame {name} missing from the sample")
-    with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(image.convert("RGB")).copy()  # (H, W, 3)
+    return data
 
 
 def _first_record(url: str) -> dict:
