@@ -5,6 +5,7 @@ first losses are pinned, as are VideoOFA's and VideoBERT's (torchtune-style loss
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -100,13 +101,16 @@ def test_trainable_only_sharded_finals_load_as_the_full_ones(videollama_run, tmp
     assert sorted(full) == sorted(partial) and all(torch.equal(full[n], partial[n]) for n in full)
 
 
-def test_videollama_zero2_two_processes(videollama_run, tmp_path, mini_data, runs_dir):
-    """torchrun --nproc_per_node 2 with ZeRO-2: micro batch 1 per rank = the single-process
-    global batch of 2 (same items, same gradients up to weighting). The logged loss is the
-    mean of the ranks' per-token means, not the batch's per-token mean, so it differs from the
-    one-process loss by the answers' length imbalance (a few percent here)."""
+@pytest.mark.parametrize("zero, features", [(2, "cached"), (3, "online")])
+def test_videollama_two_processes(videollama_run, tmp_path, mini_data, runs_dir, zero, features):
+    """torchrun --nproc_per_node 2 with ZeRO-2, and ZeRO-3 (the backbones built and loaded
+    partitioned, stage 2 loading stage 1's final/ partitioned; the tower online, as a
+    partitioned tower cannot fill the cache in data workers): micro batch 1 per rank = the
+    single-process global batch of 2 (same items, same gradients up to weighting). The logged
+    loss is the mean of the ranks' per-token means, not the batch's per-token mean, so it
+    differs from the one-process loss by the answers' length imbalance (a few percent here)."""
     recipe = RECIPES / "videollama" / "tiny.yaml"
-    overrides = [*stage_overrides(recipe, batch=1), f"output_dir={tmp_path / 'out'}", "deepspeed.zero_stage=2"]
+    overrides = [*stage_overrides(recipe, batch=1), f"output_dir={tmp_path / 'out'}", f"deepspeed.zero_stage={zero}", f"features={features}"]
     data = recipe_data(recipe, mini_data=mini_data, runs_dir=runs_dir, overrides=overrides)
     config_file = tmp_path / "tiny.yaml"
     config_file.write_text(yaml.safe_dump(data))
@@ -116,6 +120,9 @@ def test_videollama_zero2_two_processes(videollama_run, tmp_path, mini_data, run
     done = subprocess.run(command, env=train_env(tmp_path), capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "out" / "instruct" / "final" / "model.safetensors").is_file()
+    if zero == 3:  # both stages' backbones were built partitioned: rank 0 held half of them before DeepSpeed
+        held = re.findall(r"built under ZeRO-3: rank 0 holds ([\d.]+) of ([\d.]+) MiB of partitioned parameters", done.stderr)
+        assert len(held) == 2 and all(0.45 < float(h) / float(f) <= 0.55 and float(f) > 5 for h, f in held), held
     single, _ = videollama_run
     for stage in ("readout", "instruct"):
         assert losses(tmp_path / "out" / stage) == pytest.approx(losses(single.output_dir / stage), rel=5e-2)

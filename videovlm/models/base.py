@@ -166,9 +166,17 @@ class VideoFamilyModel(nn.Module, ABC):
         """The model with its parameters on the meta device (no memory, no random init) and its
         buffers real (they are small, and some are computed, not saved), ready for weights
         to be assigned. accelerate's ``init_empty_weights`` re-registers each parameter, which
-        unties tied ones (BART's shared embeddings, a tied LM head): transformers ties them again."""
+        unties tied ones (BART's shared embeddings, a tied LM head): transformers ties them again.
+
+        Under ZeRO-3 (``videovlm.models.partitioned.zero3_enabled``) the model is built for real
+        instead: transformers builds its parts inside ``deepspeed.zero.Init``, partitioned
+        across the ranks, and ``load_weights`` fills them in gathered one module at a time."""
         from accelerate import init_empty_weights
 
+        from videovlm.models.partitioned import zero3_enabled
+
+        if zero3_enabled():
+            return cls(config, tokenizer=tokenizer)
         with init_empty_weights():
             model = cls(config, tokenizer=tokenizer)
         for module in model.modules():

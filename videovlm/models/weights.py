@@ -10,14 +10,18 @@
 Loading builds nothing twice: the model is constructed with ``accelerate.init_empty_weights``
 (parameters on the meta device, no random init; buffers stay real, they are small and some
 are not saved) and every tensor is assigned in place (``load_state_dict(assign=True)``), in
-the saved dtype. Tied weights are tied again afterwards.
+the saved dtype. Tied weights are tied again afterwards. Under ZeRO-3 (a model whose
+transformers parts were built partitioned, see ``videovlm.models.partitioned``) each module's
+parameters are gathered in turn, rank 0 copies the file's values in and DeepSpeed re-partitions
+them from rank 0, so no rank ever holds more than its slice plus one module.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -26,6 +30,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from videovlm.models.configs import ModelConfigError
+from videovlm.models.partitioned import full_shape, gathered, has_partitioned, is_partitioned, rank
 
 WEIGHTS_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
@@ -217,14 +222,17 @@ def load_weights(model: nn.Module, directory: Path, *, renamed_prefixes: dict[st
     new_names = {name: _renamed(name, renamed_prefixes or {}) for name in shapes}
     shapes = {new_names[name]: shape for name, shape in shapes.items()}
     groups = tied_groups(model)
-    state = model.state_dict()
-    expected = {names[0]: tuple(state[names[0]].shape) for names in groups}
+    state = model.state_dict(keep_vars=True)  # the parameters themselves: a ZeRO-3 one knows its whole shape
+    expected = {names[0]: full_shape(state[names[0]]) for names in groups}
     missing, unexpected = sorted(set(expected) - set(shapes)), sorted(set(shapes) - set(expected))
     if missing or unexpected:
         raise WeightsFileError(f"{directory}: weights do not match the config (missing {missing[:5]}, unexpected {unexpected[:5]})")
     wrong = [f"{n}: {shapes[n]} in the file, {expected[n]} in the model" for n in sorted(expected) if shapes[n] != expected[n]]
     if wrong:
         raise WeightsFileError(f"{directory}: {len(wrong)} tensors have the wrong shape ({'; '.join(wrong[:3])})")
+    if has_partitioned(model):
+        _load_partitioned(model, files, {new: old for old, new in new_names.items()})
+        return
     for path, names in _by_file(files):  # one file in memory at a time
         try:
             with safe_open(str(path), framework="pt") as handle:
@@ -236,6 +244,40 @@ def load_weights(model: nn.Module, directory: Path, *, renamed_prefixes: dict[st
     empty = [name for name, tensor in [*model.named_parameters(), *model.named_buffers()] if tensor.is_meta]
     if empty:
         raise WeightsFileError(f"{directory}: {len(empty)} tensors were not loaded and have no value ({empty[:3]})")
+
+
+def _load_partitioned(model: nn.Module, files: dict[str, Path], file_names: dict[str, str]) -> None:
+    """ZeRO-3: module by module, its own ZeRO parameters gathered, rank 0 copies the saved values
+    in and DeepSpeed re-partitions them from rank 0 on exit; ordinary parameters and buffers
+    (the family's own small parts, built whole) are copied on every rank. ``file_names``: model
+    name -> name in the file. Tied names other than the saved one are skipped (same tensor)."""
+    with ExitStack() as stack:
+        handles: dict[Path, object] = {}
+
+        def read(name: str) -> torch.Tensor:
+            path = files[file_names[name]]
+            if path not in handles:
+                handles[path] = stack.enter_context(safe_open(str(path), framework="pt"))
+            try:
+                return handles[path].get_tensor(file_names[name])
+            except (SafetensorError, OSError, RuntimeError) as e:
+                raise WeightsFileError(f"{path}: cannot read {file_names[name]!r} ({e})") from None
+
+        for prefix, module in model.named_modules():
+            _load_module_partitioned(module, prefix, file_names, read)
+
+
+def _load_module_partitioned(module: nn.Module, prefix: str, file_names: dict[str, str], read: Callable[[str], torch.Tensor]) -> None:
+    full = f"{prefix}." if prefix else ""
+    params = [(full + n, p) for n, p in module.named_parameters(recurse=False) if full + n in file_names]
+    with torch.no_grad():
+        with gathered([p for _, p in params], modifier_rank=0):
+            for name, param in params:
+                if not is_partitioned(param) or rank() == 0:
+                    param.copy_(read(name))
+        for name, buffer in module.named_buffers(recurse=False):
+            if full + name in file_names:
+                buffer.copy_(read(full + name))
 
 
 def _renamed(name: str, prefixes: dict[str, str]) -> str:

@@ -45,6 +45,7 @@ from videovlm.train.metrics import MetricsLogger, plot_loss_curve, read_metrics
 from videovlm.train.parts import apply_trainable_parts, model_processor, trainable_parts_in_eval
 from videovlm.train.datasets.shards import ShardBatches, is_shard_stage, keep_batch
 from videovlm.train.stages import STAGE_MARKER, TrainingError, build_datasets, build_stage_model, class_path
+from videovlm.train.zero3 import describe_partitioning, transformers_zero3, zero_stage
 
 log = logging.getLogger("videovlm.train")
 
@@ -125,9 +126,11 @@ class Trainer:
         finished = self._finished_stage(stage)
         if finished is not None:
             return finished
-        setup = self._setup_stage(index, stage, previous_final)
-        loop = self._train_stage(index, stage, setup)
-        return self._finish_stage(stage, setup, loop, previous_final)
+        ds_config = build_deepspeed_config(self.config.deepspeed, stage, world_size=self.dist.world_size)
+        with transformers_zero3(ds_config):  # ZeRO-3: the backbones are built and loaded partitioned
+            setup = self._setup_stage(index, stage, previous_final, ds_config)
+            loop = self._train_stage(index, stage, setup)
+            return self._finish_stage(stage, setup, loop, previous_final)
 
     def _finished_stage(self, stage: StageConfig) -> StageResult | None:
         """The recorded result of a stage whose ``final/`` marker exists (resume only), else None."""
@@ -142,7 +145,7 @@ class Trainer:
         log.info("stage %s: already complete, skipping", stage.name)
         return StageResult(stage.name, done["steps"], final_dir, done.get("eval_loss"), done["skipped"], done["seen"])
 
-    def _setup_stage(self, index: int, stage: StageConfig, previous_final: Path | None) -> _StageSetup:
+    def _setup_stage(self, index: int, stage: StageConfig, previous_final: Path | None, ds_config: dict[str, Any]) -> _StageSetup:
         """Model, datasets and DeepSpeed engine of a stage, restored from its latest checkpoint on resume."""
         import deepspeed
 
@@ -155,6 +158,8 @@ class Trainer:
 
         seed_everything(config.seed + index)
         model = build_stage_model(config, previous_final, allowed_packages=self.allowed_packages)
+        if zero_stage(ds_config) == 3:
+            log.info("stage %s: %s", stage.name, describe_partitioning(model, rank=dist.rank))
         apply_trainable_parts(model, stage.trainable)
         if config.gradient_checkpointing:
             if not callable(getattr(model, "gradient_checkpointing_enable", None)):
@@ -171,7 +176,6 @@ class Trainer:
             raise TrainingError(f"stage {stage.name!r}: no trainable parameters (trainable={stage.trainable})")
         optimizer = instantiate(config.optimizer, allowed_packages=self.allowed_packages, params=params, lr=stage.lr)
         schedule = warmup_cosine(warmup_steps=stage.warmup_steps, total_steps=stage.steps, min_lr_ratio=stage.min_lr_ratio)
-        ds_config = build_deepspeed_config(config.deepspeed, stage, world_size=dist.world_size)
         engine, _, _, _ = deepspeed.initialize(
             model=model,
             optimizer=optimizer,

@@ -37,6 +37,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from videovlm.models.partitioned import gathered
 from videovlm.video.types import VideoDecodeError, VideoMetadata
 
 INDEX_FILE = "index.json"
@@ -98,12 +99,15 @@ class Namespace:
 
 def model_namespace(model: nn.Module, parts: Sequence[str], *, decode_size: Sequence[int] | int | None = None) -> Namespace:
     """The namespace of ``model``'s current frozen weights and preprocessing."""
-    state: dict[str, torch.Tensor] = {}
+    modules = {}
     for part in parts:
         module = getattr(model, part, None)
         if not isinstance(module, nn.Module):
             raise FeatureCacheError(f"features: the model has no part {part!r} to cache")
-        state.update({f"{part}.{name}": value for name, value in module.state_dict().items()})
+        modules[part] = module
+    with gathered([p for module in modules.values() for p in module.parameters()]):  # ZeRO-3: the whole weights
+        state = {f"{part}.{name}": value for part, module in modules.items() for name, value in module.state_dict().items()}
+        digest = tensor_digest(state)
     vision = model.vision
     preprocess = {
         "pixel": asdict(vision.pixel),
@@ -111,7 +115,7 @@ def model_namespace(model: nn.Module, parts: Sequence[str], *, decode_size: Sequ
         "feature_layer": vision.feature_layer,
         "decode_size": decode_size if decode_size is None or isinstance(decode_size, int) else list(decode_size),
     }
-    return Namespace(frozen_sha256=tensor_digest(state), parts=tuple(parts), preprocess=json.dumps(preprocess, sort_keys=True))
+    return Namespace(frozen_sha256=digest, parts=tuple(parts), preprocess=json.dumps(preprocess, sort_keys=True))
 
 
 def video_identity(path: str | Path) -> dict[str, Any]:

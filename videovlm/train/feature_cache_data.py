@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from videovlm.models import VideoBertModel, VideoLlamaModel, VideoOFAModel
+from videovlm.models.partitioned import has_partitioned
 from videovlm.train.config import cache_dir_of
 from videovlm.train.datasets.shards import ShardDataset
 from videovlm.train.feature_cache import (
@@ -198,6 +199,12 @@ def apply_feature_cache(*, config, stage, model, train_sets: list, val_sets: lis
         raise FeatureCacheError(
             f"stage {stage.name!r}: features: cached keys frames by their video file; shard datasets carry the frames "
             "themselves, so train them with features: online"
+        )
+    if config.feature_cache.on_miss != "error" and has_partitioned(model.vision):
+        raise FeatureCacheError(
+            f"stage {stage.name!r}: features: cached computes a missing frame's features with the vision tower in the data "
+            "workers, and ZeRO-3 partitions the tower across the ranks; fill the cache first (videovlm cache-features) and "
+            "set feature_cache.on_miss=error, or train this stage at zero_stage 2"
         )
     wrapped = use_cached_features(
         model=model, datasets=[*train_sets, *val_sets], cache_dir=cache_dir_of(config), trainable=stage.trainable, on_miss=config.feature_cache.on_miss

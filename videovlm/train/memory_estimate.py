@@ -13,10 +13,12 @@ from typing import Any
 
 from torch import nn
 
+from videovlm.models.partitioned import full_numel
+
 
 def largest_layer_params(model: nn.Module) -> int:
     """Parameters of the largest leaf module (what ZeRO-3 gathers at once)."""
-    return max((sum(p.numel() for p in m.parameters(recurse=False)) for m in model.modules()), default=0)
+    return max((sum(full_numel(p) for p in m.parameters(recurse=False)) for m in model.modules()), default=0)
 
 
 def model_states_estimate(model: nn.Module, deepspeed_config, *, world_size: int, num_nodes: int = 1) -> dict[str, Any]:
@@ -25,8 +27,8 @@ def model_states_estimate(model: nn.Module, deepspeed_config, *, world_size: int
     from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
     from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs
 
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    trainable = sum(full_numel(p) for p in model.parameters() if p.requires_grad)
+    frozen = sum(full_numel(p) for p in model.parameters() if not p.requires_grad)
     gpus_per_node = max(1, world_size // num_nodes)
     stage = deepspeed_config.zero_stage
     if stage == 3:

@@ -54,6 +54,8 @@ def model_processor(model: nn.Module) -> Any:
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    from videovlm.models.partitioned import full_numel
+
+    trainable = sum(full_numel(p) for p in model.parameters() if p.requires_grad)
+    total = sum(full_numel(p) for p in model.parameters())
     return {"trainable": trainable, "frozen": total - trainable, "total": total}

@@ -1,0 +1,62 @@
+"""ZeRO-3 partitioned construction of a stage's model.
+
+Under ``zero_stage: 3`` the stage runs with transformers' DeepSpeed integration switched on
+(an ``HfDeepSpeedConfig`` of the stage's DeepSpeed config is alive), so every transformers
+model the recipe builds (the vision tower and the LLM: nearly all parameters of a 7B family,
+loaded with ``from_pretrained`` on a folder or hub id, or built from a config) is created
+inside ``deepspeed.zero.Init`` and its checkpoint is loaded partitioned, each rank holding its
+slice. A family checkpoint (a later stage's ``from_pretrained``) loads the same way
+(``videovlm.models.weights``).
+
+The family's own modules (frame positions, Q-Former, projection, LoRA adapters; well under 1%
+of a 7B model) are built whole and partitioned by ``deepspeed.initialize``, which accepts a
+model part partitioned and part not. They are not built inside ``zero.Init`` on purpose:
+DeepSpeed partitions each module at the end of its own ``__init__``, so any initialisation a
+parent does afterwards to a child's weights silently does nothing (the instruction FiLM's zero
+init, peft's zero ``lora_B``), and the model would no longer be the one a single process builds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+
+def zero_stage(ds_config: dict[str, Any]) -> int:
+    return int(ds_config.get("zero_optimization", {}).get("stage", 0))
+
+
+@contextlib.contextmanager
+def transformers_zero3(ds_config: dict[str, Any]) -> Iterator[None]:
+    """Inside: transformers builds and loads its models partitioned when ``ds_config`` is
+    ZeRO stage 3 (a no-op for stages 0-2)."""
+    if zero_stage(ds_config) != 3:
+        yield
+        return
+    from transformers.integrations import HfDeepSpeedConfig
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    alive = HfDeepSpeedConfig(ds_config)  # transformers keeps only a weak reference to it
+    try:
+        yield
+    finally:
+        del alive
+        unset_hf_deepspeed_config()
+
+
+def describe_partitioning(model, *, rank: int) -> str:
+    """What this rank holds of the freshly built model (ZeRO-3, before ``deepspeed.initialize``):
+    its slice of the partitioned (transformers) parameters, and the family's own parts, whole."""
+    from videovlm.models.partitioned import is_partitioned
+
+    mib = 2**20
+    partitioned = [p for p in model.parameters() if is_partitioned(p)]
+    whole = [p for p in model.parameters() if not is_partitioned(p)]
+    full = sum(int(p.ds_numel) * p.element_size() for p in partitioned)
+    held = sum(p.ds_tensor.numel() * p.ds_tensor.element_size() for p in partitioned)
+    own = sum(p.numel() * p.element_size() for p in whole)
+    return (
+        f"built under ZeRO-3: rank {rank} holds {held / mib:.1f} of {full / mib:.1f} MiB of partitioned parameters "
+        f"({100 * held / max(full, 1):.0f}%), plus {own / mib:.1f} MiB of the model's own parts whole (partitioned by deepspeed.initialize)"
+    )
