@@ -11,7 +11,10 @@ import sys
 import pytest
 import torch
 
-from tests.qa.conftest import QUESTION
+from tests.qa.conftest import QUESTION, micro_vision
+from transformers import LlamaConfig
+
+from videovlm.qa.dispatch import parse_max_memory
 from tests.train.conftest import train_env
 
 
@@ -79,3 +82,58 @@ def test_a_visual_token_budget_picks_the_frame_count(saved_family, trained_llama
     assert llama.sampler_spec == f"uniform:{llama.model.config.max_frames}"
     with pytest.raises(QAInputError, match="fewer than one frame's"):
         VideoQA.from_pretrained(trained_llama, max_visual_tokens=1)
+
+
+@pytest.fixture(scope="module")
+def deep_llm_model(tokenizer, tmp_path_factory):
+    """A micro Video-LLaMA whose LLM (6 layers of 128) outweighs the rest, saved (untrained)."""
+    from videovlm.models import LanguageModelConfig, VideoLlamaConfig, VideoLlamaModel
+
+    llama = LlamaConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=6, num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+                        vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    temporal = {"_component_": "videovlm.models.temporal.VideoQFormer", "num_queries": 2, "max_frames": 4, "num_layers": 1, "num_heads": 2}
+    config = VideoLlamaConfig(vision=micro_vision(), llm=LanguageModelConfig(hf_config=llama.to_dict()), temporal=temporal, max_frames=4)
+    torch.manual_seed(0)
+    return VideoLlamaModel(config, tokenizer=tokenizer).save_pretrained(tmp_path_factory.mktemp("deep") / "final")
+
+
+def test_device_map_offloads_what_does_not_fit_and_answers_the_same(deep_llm_model, clips, tmp_path):
+    """--device-map with a CPU budget of the family's parts and half the LLM: accelerate keeps
+    those on the CPU, puts the other LLM layers on the disk (read back every forward), and the
+    answers are the ones of the model loaded whole."""
+    from videovlm.cli import main
+    from videovlm.qa import VideoQA
+    from videovlm.qa.frames import QAInputError
+
+    reference = VideoQA.from_pretrained(deep_llm_model, sampler="uniform:2")
+
+    def size(module):
+        return sum(p.numel() * p.element_size() for p in module.parameters())
+
+    layer = size(reference.model.llm.model.layers[0])  # accelerate keeps room for the largest unsplit part
+    budget = size(reference.model) - size(reference.model.llm) // 2 + layer
+    offload = tmp_path / "offload"
+    vqa = VideoQA.from_pretrained(deep_llm_model, sampler="uniform:2", device_map="sequential", max_memory={"cpu": budget}, offload_folder=offload)
+    placement = vqa.model.hf_device_map
+    assert set(placement.values()) == {"cpu", "disk"} and placement["vision"] == placement["temporal"] == "cpu", placement
+    on_disk = [name for name, device in placement.items() if device == "disk"]
+    assert on_disk and all(name.startswith("llm.") for name in on_disk), placement
+    assert any(p.suffix == ".dat" for p in offload.iterdir())
+    for colour in ("red", "blue"):
+        assert vqa.qa(clips[colour], QUESTION) == reference.qa(clips[colour], QUESTION)
+    out = tmp_path / "cli_offload"
+    command = ["qa", "--model", str(deep_llm_model), "--video", str(clips["blue"]), "--question", QUESTION, "--sampler", "uniform:2",
+               "--device-map", "sequential", "--max-memory", f"cpu={budget}", "--offload-folder", str(out)]
+    assert main(command) == 0 and any(p.suffix == ".dat" for p in out.iterdir())
+    with pytest.raises(QAInputError, match="needs an offload folder"):
+        VideoQA.from_pretrained(deep_llm_model, device_map="sequential", max_memory={"cpu": budget})
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("keep me")
+    with pytest.raises(QAInputError, match="holds other files"):
+        VideoQA.from_pretrained(deep_llm_model, device_map="sequential", max_memory={"cpu": budget}, offload_folder=tmp_path / "notes")
+    assert (tmp_path / "notes" / "mine.txt").read_text() == "keep me"
+    with pytest.raises(QAInputError, match="max_memory: expected DEVICE=AMOUNT"):
+        parse_max_memory("lots")
+    assert parse_max_memory("0=20GiB,cpu=60GiB") == {0: "20GiB", "cpu": "60GiB"}
+    with pytest.raises(QAInputError, match="give device_map too"):
+        VideoQA.from_pretrained(deep_llm_model, max_memory={"cpu": budget})

@@ -425,6 +425,11 @@ def splice_visual_tokens(
     visual_mask (B, M) bool -> embeds (B, L+M-1, D), mask and labels (B, L+M-1). Visual
     positions get label -100 and the visual mask (tokens of padded frames are not attended).
     """
+    # A model placed across devices (accelerate's device map) may run the embeddings on another
+    # device than the projection: everything meets where the embeddings are.
+    device = text_embeds.device
+    input_ids, attention_mask, visual_tokens, visual_mask = (t.to(device) for t in (input_ids, attention_mask, visual_tokens, visual_mask))
+    labels = None if labels is None else labels.to(device)
     batch, length = input_ids.shape
     m = visual_tokens.shape[1]
     is_placeholder = torch.isin(input_ids, torch.tensor(list(placeholder_ids), device=input_ids.device))

@@ -125,8 +125,13 @@ class VideoQA:
         or ``auto``: the size the model's processor resizes to); None: full size."""
         from videovlm.video.samplers import parse_sampler
 
-        self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
+        if getattr(model, "hf_device_map", None) is not None:  # placed across devices by accelerate (``dispatch``)
+            from videovlm.qa.dispatch import input_device
+
+            self.device, self.model = input_device(model), model.eval()
+        else:
+            self.device = resolve_device(device)
+            self.model = model.to(self.device).eval()
         self.answerer: Answerer = answerer_for(self.model)
         self.sampler_spec = sampler
         self.sampler = parse_sampler(sampler)
@@ -144,6 +149,9 @@ class VideoQA:
         dtype: str = "auto",
         max_visual_tokens: int | None = None,
         decode_size=None,
+        device_map: str | None = None,
+        max_memory: dict | None = None,
+        offload_folder: str | Path | None = None,
     ) -> VideoQA:
         """Load any family saved with ``save_pretrained`` (``videovlm.models.load_pretrained``).
         ``sampler`` defaults to the one the model folder records, else ``uniform:8``.
@@ -151,7 +159,10 @@ class VideoQA:
         casts the whole model (the frames are cast to each part's dtype as they go in).
         ``max_visual_tokens`` (without ``sampler``): sample ``uniform:T`` with T the most frames
         whose video tokens fit the budget (``videovlm.qa.budget``). ``decode_size`` defaults
-        to the one the model was trained with (``model_decode_size``)."""
+        to the one the model was trained with (``model_decode_size``). ``device_map``
+        (``auto``, ``balanced`` or ``sequential``; instead of ``device``): place a model too large
+        for one device across the GPUs, the CPU and, with ``offload_folder``, the disk, within
+        ``max_memory`` ({0: "20GiB", "cpu": "60GiB"}), with accelerate (``videovlm.qa.dispatch``)."""
         from videovlm.models import load_pretrained
 
         if dtype not in DTYPES:
@@ -162,6 +173,12 @@ class VideoQA:
         model = load_pretrained(model_dir)
         if DTYPES[dtype] is not None:
             model = model.to(DTYPES[dtype])
+        if device_map is not None:
+            from videovlm.qa.dispatch import dispatch
+
+            model = dispatch(model, device_map=device_map, max_memory=max_memory, offload_folder=offload_folder)
+        elif max_memory is not None or offload_folder is not None:
+            raise QAInputError("max_memory and offload_folder place a model with device_map; give device_map too")
         if sampler is None and max_visual_tokens is not None:
             from videovlm.qa.budget import frames_for_budget
 

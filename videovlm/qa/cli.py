@@ -73,6 +73,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     decoding.add_argument("--candidates", help="VideoBERT: comma-separated answers to choose from (default: template filling)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default: cuda if available; under torchrun, cuda:LOCAL_RANK)")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"), help="cast the model (default auto: as saved)")
+    placement = parser.add_argument_group("a model larger than one device (accelerate)")
+    placement.add_argument("--device-map", choices=("auto", "balanced", "sequential"), help="instead of --device: place the model across the GPUs, then the CPU, then the disk")
+    placement.add_argument("--max-memory", help="with --device-map: memory per device, e.g. 0=20GiB,1=20GiB,cpu=60GiB (default: what is free)")
+    placement.add_argument("--offload-folder", type=Path, help="with --device-map: where weights that fit nowhere else are kept on disk")
 
 
 def _settings(args: argparse.Namespace) -> GenerationSettings:
@@ -148,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
     from videovlm.paths import check_outputs
     from videovlm.qa.api import BatchOptions, VideoQA
     from videovlm.qa.batch import process_rank, write_predictions
+    from videovlm.qa.dispatch import parse_max_memory
     from videovlm.qa.generation import terminal_streamer
 
     try:
@@ -156,7 +161,8 @@ def run(args: argparse.Namespace) -> int:
         candidates = _candidates(args)
         if mode == "batch":  # before loading the model: a refused output costs nothing
             check_outputs({"--output": args.output}, files={"--data": args.data}, folders={"--model": args.model})
-        vqa = VideoQA.from_pretrained(args.model, sampler=args.sampler, device=args.device, backend=args.backend, dtype=args.dtype, max_visual_tokens=args.max_visual_tokens, decode_size=args.decode_size)
+        placement = {"device_map": args.device_map, "max_memory": parse_max_memory(args.max_memory), "offload_folder": args.offload_folder}
+        vqa = VideoQA.from_pretrained(args.model, sampler=args.sampler, device=args.device, backend=args.backend, dtype=args.dtype, max_visual_tokens=args.max_visual_tokens, decode_size=args.decode_size, **placement)
         if mode == "batch":
             options = BatchOptions(
                 batch_size=args.batch_size,
