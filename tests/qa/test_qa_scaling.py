@@ -129,11 +129,37 @@ def test_device_map_offloads_what_does_not_fit_and_answers_the_same(deep_llm_mod
         VideoQA.from_pretrained(deep_llm_model, device_map="sequential", max_memory={"cpu": budget})
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "mine.txt").write_text("keep me")
-    with pytest.raises(QAInputError, match="holds other files"):
+    with pytest.raises(QAInputError, match="not an earlier offload folder"):
         VideoQA.from_pretrained(deep_llm_model, device_map="sequential", max_memory={"cpu": budget}, offload_folder=tmp_path / "notes")
     assert (tmp_path / "notes" / "mine.txt").read_text() == "keep me"
-    with pytest.raises(QAInputError, match="max_memory: expected DEVICE=AMOUNT"):
+    (out / "mine.txt").write_text("keep me")
+    with pytest.raises(QAInputError, match="holds other files"):  # an offload folder the user added a file to
+        VideoQA.from_pretrained(deep_llm_model, device_map="sequential", max_memory={"cpu": budget}, offload_folder=out)
+    (out / "mine.txt").unlink()
+    assert main(command) == 0  # an earlier offload folder: its files are replaced
+    with pytest.raises(QAInputError, match="give device_map"):
+        VideoQA.from_pretrained(deep_llm_model, max_memory={"cpu": budget})
+
+
+def test_device_map_refuses_bad_budgets_folders_and_torchrun(deep_llm_model, tmp_path, monkeypatch):
+    from videovlm.qa import VideoQA
+    from videovlm.qa.frames import QAInputError
+
+    with pytest.raises(QAInputError, match="--max-memory: expected DEVICE=AMOUNT"):
         parse_max_memory("lots")
     assert parse_max_memory("0=20GiB,cpu=60GiB") == {0: "20GiB", "cpu": "60GiB"}
-    with pytest.raises(QAInputError, match="give device_map too"):
-        VideoQA.from_pretrained(deep_llm_model, max_memory={"cpu": budget})
+    with pytest.raises(QAInputError, match="max_memory: cpu='lots' is not an amount"):
+        VideoQA.from_pretrained(deep_llm_model, device_map="auto", max_memory={"cpu": "lots"})
+    if not torch.cuda.is_available():
+        with pytest.raises(QAInputError, match="max_memory: no device 0 here"):
+            VideoQA.from_pretrained(deep_llm_model, device_map="auto", max_memory={0: "1GiB"})
+    # A folder of the user's own .dat files (no accelerate index) is never emptied.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "data.dat").write_text("keep me")
+    with pytest.raises(QAInputError, match="not an earlier offload folder"):
+        VideoQA.from_pretrained(deep_llm_model, device_map="sequential", max_memory={"cpu": 1_000_000}, offload_folder=mine)
+    assert (mine / "data.dat").read_text() == "keep me"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(QAInputError, match="under torchrun give each process its own device"):
+        VideoQA.from_pretrained(deep_llm_model, device_map="auto")

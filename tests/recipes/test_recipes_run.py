@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from safetensors.torch import load_file
 
 from tests.recipes.conftest import RECIPES, recipe_data, stage_overrides
 from tests.train.conftest import train_env
@@ -126,6 +127,11 @@ def test_videollama_two_processes(videollama_run, tmp_path, mini_data, runs_dir,
     single, _ = videollama_run
     for stage in ("readout", "instruct"):
         assert losses(tmp_path / "out" / stage) == pytest.approx(losses(single.output_dir / stage), rel=5e-2)
+        # final/ holds the whole model (under ZeRO-3: consolidated on rank 0), the frozen LLM unchanged
+        saved, reference = (load_file(str(run / stage / "final" / "model.safetensors")) for run in (tmp_path / "out", single.output_dir))
+        assert {k: v.shape for k, v in saved.items()} == {k: v.shape for k, v in reference.items()}
+        frozen = [k for k in reference if k.startswith("llm.") and "lora_" not in k]
+        assert frozen and all(torch.equal(saved[k], reference[k]) for k in frozen)
 
 
 def test_videoofa_tiny_three_stages(tmp_path, mini_data, runs_dir):

@@ -29,6 +29,7 @@ from videovlm.models.weights import (  # noqa: F401  (WeightsFileError: re-expor
     WeightsFileError,
     load_weights,
     _save_weights,
+    unshared,
     unshared_state_dict,
     _write_base,
 )
@@ -114,18 +115,26 @@ class VideoFamilyModel(nn.Module, ABC):
 
     # -- save / load --------------------------------------------------------------------
     def save_pretrained(
-        self, directory: str | Path, *, max_shard_size: int | str | None = None, parts: Sequence[str] | None = None, base: str | Path | None = None
+        self,
+        directory: str | Path,
+        *,
+        max_shard_size: int | str | None = None,
+        parts: Sequence[str] | None = None,
+        base: str | Path | None = None,
+        state_dict: dict[str, torch.Tensor] | None = None,
     ) -> Path:
         """Write config.json, the weights and the tokenizer to ``directory``.
 
         ``max_shard_size`` (bytes or e.g. "2GB"): transformers' sharded layout instead of one
         ``model.safetensors``. ``parts`` + ``base``: write only these parts' weights (e.g. a
         stage's trainable ones) and name ``base``, the checkpoint folder with the rest, which
-        ``from_pretrained`` loads first (see ``videovlm.models.weights``)."""
+        ``from_pretrained`` loads first (see ``videovlm.models.weights``). ``state_dict``: the
+        weights to write instead of this model's own (under ZeRO-3, where a rank holds only a
+        slice, DeepSpeed's consolidated state dict, gathered one module at a time on rank 0)."""
         directory = Path(directory)
         if (parts is None) != (base is None):
             raise ValueError("save_pretrained: parts and base go together (the parts to write, the checkpoint with the rest)")
-        state = unshared_state_dict(self)
+        state = unshared_state_dict(self) if state_dict is None else unshared(state_dict)
         if parts is not None:
             unknown = sorted(set(parts) - set(self.parts()) - {LORA_PART})
             if unknown or not parts:
@@ -147,7 +156,8 @@ class VideoFamilyModel(nn.Module, ABC):
     def from_pretrained(cls, directory: str | Path):
         """Rebuild a model saved with ``save_pretrained``; outputs are bit-identical. The model
         is built without weights (meta device) and the saved tensors are put in place, so
-        loading needs the checkpoint's memory once, not twice, and no random init."""
+        loading needs the checkpoint's memory once, not twice, and no random init (under ZeRO-3:
+        built partitioned, see ``build_empty``)."""
         directory = Path(directory)
         data = read_config_json(directory)
         if data.get("model_type") != cls.MODEL_TYPE:

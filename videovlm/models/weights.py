@@ -54,7 +54,12 @@ def unshared_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     which is how DeepSpeed ZeRO-1/2 lays out trainable parameters (one flat buffer per
     group). Tied weights are the same tensor (same address, shape and strides): of each such
     group the first name in sorted order is kept, the choice ``load_model`` expects."""
-    state = model.state_dict()
+    return unshared(model.state_dict())
+
+
+def unshared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``unshared_state_dict`` of a state dict already taken (e.g. DeepSpeed's consolidated
+    ZeRO-3 one, whose tied entries are one tensor too)."""
     return {name: state[name].detach().contiguous().clone() for name in unshared_names(state)}
 
 
@@ -250,7 +255,9 @@ def _load_partitioned(model: nn.Module, files: dict[str, Path], file_names: dict
     """ZeRO-3: module by module, its own ZeRO parameters gathered, rank 0 copies the saved values
     in and DeepSpeed re-partitions them from rank 0 on exit; ordinary parameters and buffers
     (the family's own small parts, built whole) are copied on every rank. ``file_names``: model
-    name -> name in the file. Tied names other than the saved one are skipped (same tensor)."""
+    name -> name in the file. A module registered under two names (tied) is visited under both,
+    so the saved name is found whichever path it is; every saved tensor must be loaded."""
+    loaded: set[str] = set()
     with ExitStack() as stack:
         handles: dict[Path, object] = {}
 
@@ -258,26 +265,48 @@ def _load_partitioned(model: nn.Module, files: dict[str, Path], file_names: dict
             path = files[file_names[name]]
             if path not in handles:
                 handles[path] = stack.enter_context(safe_open(str(path), framework="pt"))
-            try:
-                return handles[path].get_tensor(file_names[name])
-            except (SafetensorError, OSError, RuntimeError) as e:
-                raise WeightsFileError(f"{path}: cannot read {file_names[name]!r} ({e})") from None
+            return handles[path].get_tensor(file_names[name])
 
-        for prefix, module in model.named_modules():
-            _load_module_partitioned(module, prefix, file_names, read)
+        for prefix, module in model.named_modules(remove_duplicate=False):
+            loaded |= _load_module_partitioned(module, prefix, file_names, read)
+    missing = sorted(set(file_names) - loaded)
+    if missing:
+        raise WeightsFileError(f"{len(missing)} saved tensors have no place in the partitioned model ({missing[:3]})")
 
 
-def _load_module_partitioned(module: nn.Module, prefix: str, file_names: dict[str, str], read: Callable[[str], torch.Tensor]) -> None:
-    full = f"{prefix}." if prefix else ""
-    params = [(full + n, p) for n, p in module.named_parameters(recurse=False) if full + n in file_names]
+def _load_module_partitioned(module: nn.Module, prefix: str, file_names: dict[str, str], read: Callable[[str], torch.Tensor]) -> set[str]:
+    names = f"{prefix}." if prefix else ""
+    params = [(names + n, p) for n, p in module.named_parameters(recurse=False) if names + n in file_names]
+    buffers = [(names + n, b) for n, b in module.named_buffers(recurse=False) if names + n in file_names]
+    zero = [p for _, p in params if is_partitioned(p)]
     with torch.no_grad():
-        with gathered([p for _, p in params], modifier_rank=0):
-            for name, param in params:
-                if not is_partitioned(param) or rank() == 0:
-                    param.copy_(read(name))
-        for name, buffer in module.named_buffers(recurse=False):
-            if full + name in file_names:
-                buffer.copy_(read(full + name))
+        with gathered(zero, modifier_rank=0):
+            # Only rank 0 reads a ZeRO parameter (the others get its value on exit). Every rank
+            # learns whether that read worked before anyone raises, so no rank waits forever
+            # in the next collective for one that has failed.
+            error = _copy_or_error([(n, p) for n, p in params if not is_partitioned(p) or rank() == 0], read)
+            if zero:
+                error = _agreed_error(error)
+        error = error or _copy_or_error(buffers, read)
+    if error is not None:
+        raise WeightsFileError(error)
+    return {n for n, _ in params} | {n for n, _ in buffers}
+
+
+def _copy_or_error(targets: list[tuple[str, torch.Tensor]], read: Callable[[str], torch.Tensor]) -> str | None:
+    for name, tensor in targets:
+        try:
+            tensor.copy_(read(name))
+        except (SafetensorError, OSError, RuntimeError) as e:  # e.g. a file truncated inside its data
+            return f"cannot read {name!r} from its weights file ({e})"
+    return None
+
+
+def _agreed_error(error: str | None) -> str | None:
+    """Rank 0's read error (or None), known to every rank."""
+    message = [error]
+    torch.distributed.broadcast_object_list(message, src=0)
+    return message[0]
 
 
 def _renamed(name: str, prefixes: dict[str, str]) -> str:

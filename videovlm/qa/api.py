@@ -178,7 +178,7 @@ class VideoQA:
 
             model = dispatch(model, device_map=device_map, max_memory=max_memory, offload_folder=offload_folder)
         elif max_memory is not None or offload_folder is not None:
-            raise QAInputError("max_memory and offload_folder place a model with device_map; give device_map too")
+            raise QAInputError("max_memory and offload_folder (--max-memory, --offload-folder) place a model with device_map; give device_map (--device-map) too")
         if sampler is None and max_visual_tokens is not None:
             from videovlm.qa.budget import frames_for_budget
 

@@ -45,7 +45,7 @@ from videovlm.train.metrics import MetricsLogger, plot_loss_curve, read_metrics
 from videovlm.train.parts import apply_trainable_parts, model_processor, trainable_parts_in_eval
 from videovlm.train.datasets.shards import ShardBatches, is_shard_stage, keep_batch
 from videovlm.train.stages import STAGE_MARKER, TrainingError, build_datasets, build_stage_model, class_path
-from videovlm.train.zero3 import describe_partitioning, transformers_zero3, zero_stage
+from videovlm.train.zero3 import describe_partitioning, precision_warning, transformers_zero3, zero_stage
 
 log = logging.getLogger("videovlm.train")
 
@@ -160,6 +160,8 @@ class Trainer:
         model = build_stage_model(config, previous_final, allowed_packages=self.allowed_packages)
         if zero_stage(ds_config) == 3:
             log.info("stage %s: %s", stage.name, describe_partitioning(model, rank=dist.rank))
+            if (warning := precision_warning(model, ds_config)) is not None:
+                log.warning("stage %s: %s", stage.name, warning)
         apply_trainable_parts(model, stage.trainable)
         if config.gradient_checkpointing:
             if not callable(getattr(model, "gradient_checkpointing_enable", None)):
@@ -308,13 +310,19 @@ class Trainer:
         """``save_pretrained(**options)`` of the model (ZeRO-3 parameters gathered first)."""
         import deepspeed
 
+        from videovlm.models.base import VideoFamilyModel
+
         dist = self.dist
         assert dist is not None
         tmp = final_dir.with_name(final_dir.name + ".tmp")
         if dist.is_main:
             shutil.rmtree(tmp, ignore_errors=True)
         barrier()
-        if engine.zero_optimization_partition_weights():
+        if engine.zero_optimization_partition_weights() and isinstance(model, VideoFamilyModel):
+            state = engine._zero3_consolidated_16bit_state_dict()  # whole on rank 0 only, gathered one module at a time
+            if dist.is_main:
+                model.save_pretrained(tmp, state_dict=state, **options)
+        elif engine.zero_optimization_partition_weights():  # any other model: its own save_pretrained, every parameter gathered
             with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None):
                 if dist.is_main:
                     model.save_pretrained(tmp, **options)

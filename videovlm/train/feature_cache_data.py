@@ -189,6 +189,26 @@ def use_cached_features(*, model: nn.Module, datasets: Sequence, cache_dir: str 
     return wrapped
 
 
+def check_partitioned_front(model, *, stage, config) -> None:
+    """ZeRO-3 partitions the frozen front (the tower, a transformers image Q-Former) across the
+    ranks: it cannot compute a missing frame in a data worker, and in bf16 it is no longer the
+    fp32 front whose weights name the cache (``videovlm cache-features`` builds without ZeRO)."""
+    parts = [getattr(model, part) for part in cached_parts(model, stage.trainable)]
+    if not any(has_partitioned(part) for part in parts):
+        return
+    if config.deepspeed.precision != "fp32":
+        raise FeatureCacheError(
+            f"stage {stage.name!r}: features: cached at ZeRO-3 needs deepspeed.precision=fp32: zero.Init builds the frozen "
+            f"tower in {config.deepspeed.precision}, so its weights no longer match the cache's; use features: online or zero_stage 2"
+        )
+    if config.feature_cache.on_miss != "error":
+        raise FeatureCacheError(
+            f"stage {stage.name!r}: features: cached computes a missing frame's features with the vision tower in the data "
+            "workers, and ZeRO-3 partitions the tower across the ranks; fill the cache first (videovlm cache-features) and "
+            "set feature_cache.on_miss=error, or train this stage at zero_stage 2"
+        )
+
+
 def apply_feature_cache(*, config, stage, model, train_sets: list, val_sets: list) -> tuple[list, list]:
     """``use_cached_features`` driven by the recipe's ``features`` / ``feature_cache`` keys
     (``videovlm.train.config.FeatureCacheConfig``): returns (train_sets, val_sets), unchanged
@@ -200,12 +220,7 @@ def apply_feature_cache(*, config, stage, model, train_sets: list, val_sets: lis
             f"stage {stage.name!r}: features: cached keys frames by their video file; shard datasets carry the frames "
             "themselves, so train them with features: online"
         )
-    if config.feature_cache.on_miss != "error" and has_partitioned(model.vision):
-        raise FeatureCacheError(
-            f"stage {stage.name!r}: features: cached computes a missing frame's features with the vision tower in the data "
-            "workers, and ZeRO-3 partitions the tower across the ranks; fill the cache first (videovlm cache-features) and "
-            "set feature_cache.on_miss=error, or train this stage at zero_stage 2"
-        )
+    check_partitioned_front(model, stage=stage, config=config)
     wrapped = use_cached_features(
         model=model, datasets=[*train_sets, *val_sets], cache_dir=cache_dir_of(config), trainable=stage.trainable, on_miss=config.feature_cache.on_miss
     )

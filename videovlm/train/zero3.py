@@ -8,8 +8,12 @@ inside ``deepspeed.zero.Init`` and its checkpoint is loaded partitioned, each ra
 slice. A family checkpoint (a later stage's ``from_pretrained``) loads the same way
 (``videovlm.models.weights``).
 
-The family's own modules (frame positions, Q-Former, projection, LoRA adapters; well under 1%
-of a 7B model) are built whole and partitioned by ``deepspeed.initialize``, which accepts a
+Under ZeRO-3 every weight transformers builds takes the DeepSpeed precision (``zero.Init``
+casts each new floating-point tensor, as in transformers' Trainer): a frozen bf16 LLM needs
+``precision: bf16``, or it is built, partitioned, in fp32 (the engine warns).
+
+The family's own modules (frame positions, video Q-Former, projection, LoRA adapters; well
+under 1% of a 7B model; a BLIP-2 image Q-Former comes from transformers and is partitioned) are built whole and partitioned by ``deepspeed.initialize``, which accepts a
 model part partitioned and part not. They are not built inside ``zero.Init`` on purpose:
 DeepSpeed partitions each module at the end of its own ``__init__``, so any initialisation a
 parent does afterwards to a child's weights silently does nothing (the instruction FiLM's zero
@@ -35,14 +39,15 @@ def transformers_zero3(ds_config: dict[str, Any]) -> Iterator[None]:
         yield
         return
     from transformers.integrations import HfDeepSpeedConfig
-    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+    from transformers.integrations import deepspeed as hf_deepspeed
 
+    outer = hf_deepspeed._hf_deepspeed_config_weak_ref  # a caller's own config, put back afterwards
     alive = HfDeepSpeedConfig(ds_config)  # transformers keeps only a weak reference to it
     try:
         yield
     finally:
         del alive
-        unset_hf_deepspeed_config()
+        hf_deepspeed._hf_deepspeed_config_weak_ref = outer
 
 
 def describe_partitioning(model, *, rank: int) -> str:
@@ -53,10 +58,28 @@ def describe_partitioning(model, *, rank: int) -> str:
     mib = 2**20
     partitioned = [p for p in model.parameters() if is_partitioned(p)]
     whole = [p for p in model.parameters() if not is_partitioned(p)]
-    full = sum(int(p.ds_numel) * p.element_size() for p in partitioned)
-    held = sum(p.ds_tensor.numel() * p.ds_tensor.element_size() for p in partitioned)
-    own = sum(p.numel() * p.element_size() for p in whole)
+    total_bytes = sum(int(p.ds_numel) * p.element_size() for p in partitioned)
+    held_bytes = sum(p.ds_tensor.numel() * p.ds_tensor.element_size() for p in partitioned)
+    own_bytes = sum(p.numel() * p.element_size() for p in whole)
     return (
-        f"built under ZeRO-3: rank {rank} holds {held / mib:.1f} of {full / mib:.1f} MiB of partitioned parameters "
-        f"({100 * held / max(full, 1):.0f}%), plus {own / mib:.1f} MiB of the model's own parts whole (partitioned by deepspeed.initialize)"
+        f"built under ZeRO-3: rank {rank} holds {held_bytes / mib:.1f} of {total_bytes / mib:.1f} MiB of partitioned parameters "
+        f"({100 * held_bytes / max(total_bytes, 1):.0f}%), plus {own_bytes / mib:.1f} MiB of the model's own parts whole (partitioned by deepspeed.initialize)"
+    )
+
+
+def precision_warning(model, ds_config: dict[str, Any]) -> str | None:
+    """A warning when a family's language model asks for a dtype ZeRO-3 did not build it in."""
+    from videovlm.models.partitioned import is_partitioned
+
+    config = getattr(model, "config", None)
+    field = getattr(model, "LANGUAGE_FIELD", None)
+    wanted = getattr(getattr(config, field, None), "dtype", None) if field else None
+    built = {p.dtype for p in model.parameters() if is_partitioned(p)}
+    names = {"bfloat16": "torch.bfloat16", "float16": "torch.float16", "float32": "torch.float32"}
+    if wanted is None or not built or {str(d) for d in built} == {names.get(wanted)}:
+        return None
+    precision = "bf16" if ds_config.get("bf16", {}).get("enabled") else "fp32"
+    return (
+        f"the language model asks for {wanted}, but ZeRO-3 built the partitioned weights in {', '.join(sorted(map(str, built)))} "
+        f"(deepspeed.precision={precision}: zero.Init casts every weight to it); set deepspeed.precision to match"
     )

@@ -95,6 +95,7 @@ class VideoBertModel(VideoFamilyModel):
     def _sequence(self, input_ids, attention_mask, words, frame_mask):
         """Concatenate text, visual words and the closing [SEP]: ids, mask, token types, positions."""
         batch = input_ids.shape[0]
+        words, frame_mask = words.to(input_ids.device), frame_mask.to(input_ids.device)  # from the tower's device, under a device map
         sep = torch.full((batch, 1), self.tokenizer.sep_token_id, dtype=input_ids.dtype, device=input_ids.device)
         words = words.masked_fill(~frame_mask, self.tokenizer.pad_token_id)
         ids = torch.cat([input_ids, words, sep], dim=1)  # (B, L + T + 1)

@@ -92,8 +92,9 @@ class VideoOFAModel(VideoFamilyModel):
         # The LM's own embedding module (BART's scales by sqrt(d_model) when configured).
         text = self.seq2seq.get_input_embeddings()(input_ids)  # (B, L, D)
         check_sequence_length(visual.shape[1] + text.shape[1], self.seq2seq.config, what="encoder input (visual + text)")
-        embeds = torch.cat([visual.to(text.dtype), text], dim=1)
-        mask = torch.cat([visual_mask.to(attention_mask.dtype), attention_mask], dim=1)
+        # Under a device map the embeddings may run on another device than the temporal encoder.
+        embeds = torch.cat([visual.to(device=text.device, dtype=text.dtype), text], dim=1)
+        mask = torch.cat([visual_mask.to(device=text.device, dtype=attention_mask.dtype), attention_mask.to(text.device)], dim=1)
         return embeds, mask
 
     def forward(self, *, input_ids, pixel_values=None, frame_features=None, attention_mask=None, labels=None, frame_mask=None, decoder_input_ids=None):
