@@ -192,6 +192,20 @@ def test_zero2_resumes_on_another_number_of_processes(recipe, tmp_path):
                 assert (loss if loss is not None else eval_loss) == pytest.approx(ref_loss if ref_loss is not None else ref_eval, rel=1e-5, abs=1e-6), (saved, stage)
 
 
+def test_checkpoints_without_the_full_optimizer_resume_on_their_own_world_size_only(recipe, tmp_path):
+    """elastic_checkpoints=false: no optimizer_full.safetensors is written, and a resume on
+    another number of processes is refused, saying why."""
+    env = train_env(tmp_path)
+    common = ["model.dropout=0.0", "deepspeed.zero_stage=2", "elastic_checkpoints=false"]
+    out = tmp_path / "run"
+    killed = run_train(recipe, f"output_dir={out}", *common, "stages.0.gradient_accumulation_steps=2", env=env, launcher=killing_launcher(5))
+    assert killed.returncode != 0 and (out / "first" / "checkpoint-4").is_dir()
+    assert not (out / "first" / "checkpoint-4" / "optimizer_full.safetensors").exists()
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()), "-m"]
+    again = run_train(recipe, f"output_dir={out}", "resume=true", *common, "stages.0.gradient_accumulation_steps=1", env=env, launcher=torchrun)
+    assert again.returncode != 0 and "saved with elastic_checkpoints=false" in again.stderr
+
+
 def test_a_world_size_change_that_cannot_continue_is_refused(tmp_path):
     """ZeRO-3 (parameters partitioned by rank) and another global batch (the data position
     would move) are refused before anything loads, saying what to change."""

@@ -120,8 +120,11 @@ def _restore_rng(path: Path) -> None:
     np.random.set_state((np_meta["kind"], tensors["numpy_keys"].numpy().astype(np.uint32), np_meta["pos"], np_meta["has_gauss"], np_meta["gauss"]))
 
 
-def save_checkpoint(engine: Any, *, stage_dir: Path, step: int, trainer_state: dict[str, Any], dist: DistInfo, keep_last: int) -> Path:
-    """Write ``checkpoint-<step>`` (collective: every rank calls it) and prune old ones."""
+def save_checkpoint(
+    engine: Any, *, stage_dir: Path, step: int, trainer_state: dict[str, Any], dist: DistInfo, keep_last: int, elastic: bool = True
+) -> Path:
+    """Write ``checkpoint-<step>`` (collective: every rank calls it) and prune old ones.
+    ``elastic``: also ``optimizer_full.safetensors`` (ZeRO 1-2), for a resume on another world size."""
     final = stage_dir / f"checkpoint-{step}"
     tmp = stage_dir / f"checkpoint-{step}.tmp"
     if dist.is_main:
@@ -129,7 +132,7 @@ def save_checkpoint(engine: Any, *, stage_dir: Path, step: int, trainer_state: d
         tmp.mkdir(parents=True)
     barrier()
     engine.save_checkpoint(str(tmp / "deepspeed"), tag=DEEPSPEED_TAG, save_latest=False)
-    full_optimizer = full_optimizer_state(engine)  # collective
+    full_optimizer = full_optimizer_state(engine) if elastic else None  # collective
     if dist.is_main and full_optimizer is not None:
         save_file(full_optimizer, str(tmp / OPTIMIZER_FULL))
     state = consolidated_state_dict(engine)
@@ -231,7 +234,10 @@ def load_checkpoint(engine: Any, checkpoint: Path, *, dist: DistInfo, global_bat
             raise CheckpointError(f"{checkpoint}: missing {path.name} (incomplete checkpoint or different world size?)")
     if changed and engine.zero_optimization_stage() in (1, 2):
         if not (checkpoint / OPTIMIZER_FULL).is_file():
-            raise CheckpointError(f"{checkpoint}: missing {OPTIMIZER_FULL}, which a resume on another number of ranks needs")
+            raise CheckpointError(
+                f"{checkpoint}: missing {OPTIMIZER_FULL}, which a resume on another number of ranks needs "
+                "(the run was saved with elastic_checkpoints=false: resume it on its own number of ranks)"
+            )
         with weights_only_loads():
             _load_module_and_schedule(engine, checkpoint, step=int(trainer_state.get("step", 0)))
         set_full_optimizer_state(engine, load_file(str(checkpoint / OPTIMIZER_FULL)), step=int(trainer_state.get("step", 0)))

@@ -496,4 +496,7 @@ class _StageLoop:
             "global_batch": self.batches.global_batch,
             "loss_history": self._loss_history(),
         }
-        save_checkpoint(self.engine, stage_dir=self.stage_dir, step=step, trainer_state=trainer_state, dist=self.dist, keep_last=self.trainer.config.keep_last)
+        config = self.trainer.config
+        save_checkpoint(
+            self.engine, stage_dir=self.stage_dir, step=step, trainer_state=trainer_state, dist=self.dist, keep_last=config.keep_last, elastic=config.elastic_checkpoints
+        )
