@@ -153,10 +153,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False  # calls model.gradient_checkpointing_enable()
     checkpoint_every: int = 0  # optimizer steps between checkpoints (0: only at stage end)
     keep_last: int = 2  # checkpoints kept per stage (older ones are deleted)
-    # ZeRO 1-2: each checkpoint also holds optimizer_full.safetensors (every trainable weight's fp32
-    # master and optimizer state, whole), so the run can resume on another number of ranks; false
-    # saves that I/O, and a resume then needs the same number of ranks.
-    elastic_checkpoints: bool = True
+    elastic_checkpoints: bool = True  # ZeRO 1-2: also write optimizer_full.safetensors, to resume on another world size
     log_every: int = 1  # optimizer steps between metric lines
     num_workers: int = 0  # DataLoader worker processes per rank
     max_skip_fraction: float = 0.05  # stop when skipped / seen items passes this

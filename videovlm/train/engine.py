@@ -497,6 +497,4 @@ class _StageLoop:
             "loss_history": self._loss_history(),
         }
         config = self.trainer.config
-        save_checkpoint(
-            self.engine, stage_dir=self.stage_dir, step=step, trainer_state=trainer_state, dist=self.dist, keep_last=config.keep_last, elastic=config.elastic_checkpoints
-        )
+        save_checkpoint(self.engine, stage_dir=self.stage_dir, step=step, trainer_state=trainer_state, dist=self.dist, keep_last=config.keep_last, elastic=config.elastic_checkpoints)
