@@ -62,7 +62,7 @@ def main() -> None:
     from safetensors.torch import save_file
 
     from videovlm.models import set_trainable
-    from videovlm.models.partitioned import full_numel, gathered, local_bytes
+    from videovlm.models.partitioned import gathered, parameter_bytes
     from videovlm.train.zero3 import transformers_zero3
 
     ds_config = {
@@ -75,8 +75,7 @@ def main() -> None:
         model = build(args.family)
         if args.save_family is not None:
             model.save_pretrained(args.save_family)
-        held = local_bytes(model)
-        full = sum(full_numel(p) * p.element_size() for p in model.parameters())
+        held, full = parameter_bytes(model.parameters())
         set_trainable(model, ["projector"])
         optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0)
         engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config, dist_init_required=False)

@@ -30,13 +30,20 @@ def full_numel(tensor: torch.Tensor) -> int:
     return int(tensor.ds_numel) if is_partitioned(tensor) else tensor.numel()
 
 
+def parameter_bytes(params: Iterable[nn.Parameter]) -> tuple[int, int]:
+    """(bytes this rank holds, bytes of the whole parameters): a ZeRO-3 parameter counts its slice
+    in the first and its full size in the second; an ordinary one its size in both."""
+    held = whole = 0
+    for param in params:
+        local = param.ds_tensor if is_partitioned(param) else param
+        held += local.numel() * local.element_size()
+        whole += full_numel(param) * param.element_size()
+    return held, whole
+
+
 def local_bytes(module: nn.Module) -> int:
     """Bytes of parameter data this rank holds (a ZeRO-3 parameter: its slice only)."""
-    total = 0
-    for param in module.parameters():
-        held = param.ds_tensor if is_partitioned(param) else param
-        total += held.numel() * held.element_size()
-    return total
+    return parameter_bytes(module.parameters())[0]
 
 
 def has_partitioned(module: nn.Module) -> bool:

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from videovlm.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from videovlm.train.checkpoint import consolidated_state_dict, latest_checkpoint, load_checkpoint, save_checkpoint
 from videovlm.train.config import TrainConfig, StageConfig, config_to_dict
 from videovlm.train.data import (
     CollatedBatch,
@@ -307,7 +307,7 @@ class Trainer:
         return float(totals[0] / totals[1]) if totals[1] > 0 else float("nan")
 
     def _save_final(self, engine: Any, model: nn.Module, final_dir: Path, marker: dict[str, Any], options: dict[str, Any]) -> None:
-        """``save_pretrained(**options)`` of the model (ZeRO-3 parameters gathered first)."""
+        """``save_pretrained(**options)`` of the model (under ZeRO-3 from the consolidated weights)."""
         import deepspeed
 
         from videovlm.models.base import VideoFamilyModel
@@ -319,7 +319,7 @@ class Trainer:
             shutil.rmtree(tmp, ignore_errors=True)
         barrier()
         if engine.zero_optimization_partition_weights() and isinstance(model, VideoFamilyModel):
-            state = engine._zero3_consolidated_16bit_state_dict()  # whole on rank 0 only, gathered one module at a time
+            state = consolidated_state_dict(engine)  # whole on rank 0 only, gathered one module at a time
             if dist.is_main:
                 model.save_pretrained(tmp, state_dict=state, **options)
         elif engine.zero_optimization_partition_weights():  # any other model: its own save_pretrained, every parameter gathered

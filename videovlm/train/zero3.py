@@ -53,14 +53,11 @@ def transformers_zero3(ds_config: dict[str, Any]) -> Iterator[None]:
 def describe_partitioning(model, *, rank: int) -> str:
     """What this rank holds of the freshly built model (ZeRO-3, before ``deepspeed.initialize``):
     its slice of the partitioned (transformers) parameters, and the family's own parts, whole."""
-    from videovlm.models.partitioned import is_partitioned
+    from videovlm.models.partitioned import is_partitioned, parameter_bytes
 
     mib = 2**20
-    partitioned = [p for p in model.parameters() if is_partitioned(p)]
-    whole = [p for p in model.parameters() if not is_partitioned(p)]
-    total_bytes = sum(int(p.ds_numel) * p.element_size() for p in partitioned)
-    held_bytes = sum(p.ds_tensor.numel() * p.ds_tensor.element_size() for p in partitioned)
-    own_bytes = sum(p.numel() * p.element_size() for p in whole)
+    held_bytes, total_bytes = parameter_bytes(p for p in model.parameters() if is_partitioned(p))
+    own_bytes, _ = parameter_bytes(p for p in model.parameters() if not is_partitioned(p))
     return (
         f"built under ZeRO-3: rank {rank} holds {held_bytes / mib:.1f} of {total_bytes / mib:.1f} MiB of partitioned parameters "
         f"({100 * held_bytes / max(total_bytes, 1):.0f}%), plus {own_bytes / mib:.1f} MiB of the model's own parts whole (partitioned by deepspeed.initialize)"
@@ -69,14 +66,14 @@ def describe_partitioning(model, *, rank: int) -> str:
 
 def precision_warning(model, ds_config: dict[str, Any]) -> str | None:
     """A warning when a family's language model asks for a dtype ZeRO-3 did not build it in."""
+    from videovlm.models.hf import resolve_dtype
     from videovlm.models.partitioned import is_partitioned
 
     config = getattr(model, "config", None)
     field = getattr(model, "LANGUAGE_FIELD", None)
     wanted = getattr(getattr(config, field, None), "dtype", None) if field else None
     built = {p.dtype for p in model.parameters() if is_partitioned(p)}
-    names = {"bfloat16": "torch.bfloat16", "float16": "torch.float16", "float32": "torch.float32"}
-    if wanted is None or not built or {str(d) for d in built} == {names.get(wanted)}:
+    if wanted is None or not built or built == {resolve_dtype(wanted, where=field)}:
         return None
     precision = "bf16" if ds_config.get("bf16", {}).get("enabled") else "fp32"
     return (
